@@ -1,0 +1,1 @@
+"""Accounts: sign-up, log-in, access tokens and log-in throttling."""

@@ -1,0 +1,112 @@
+"""Typed settings, read once from the environment and an optional ``.env`` file.
+
+One ``Settings`` object is built per process and passed down explicitly (``create_app`` stores it
+on ``app.state``); nothing else in the package reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, PositiveInt, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+DATA_DIR = Path("data")
+SECRET_KEY_FILE = DATA_DIR / "secret_key"
+DEFAULT_DATABASE_URL = f"sqlite:///./{DATA_DIR}/posts.db"
+
+# The async driver picked for each plain scheme the contract accepts.
+ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "mysql": "mysql+asyncmy",
+    "mariadb": "mariadb+asyncmy",
+}
+
+
+def load_or_create_secret(path: Path = SECRET_KEY_FILE) -> SecretStr:
+    """Return the signing key kept in ``path``, creating it (mode 0600) on first use.
+
+    Creation is atomic (write to a private temporary file, then ``link`` it into place), so
+    workers or hosts starting together all end up with the same key. Raises ``OSError`` if the
+    directory cannot be written.
+    """
+    try:
+        return SecretStr(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(64))
+        try:
+            os.link(tmp, path)  # fails if another process won the race: use its key
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return SecretStr(path.read_text().strip())
+
+
+class Settings(BaseSettings):
+    """Every knob of the service, with defaults that work with no set-up at all.
+
+    Environment variables win over ``.env``; names are the upper-case field names
+    (``DATABASE_URL``, ``CACHE_URL``, ...). Invalid values raise ``pydantic.ValidationError``.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    cache_url: str = "mem://"
+    secret_key: SecretStr = Field(default_factory=load_or_create_secret, min_length=16)
+    access_token_expire_minutes: PositiveInt = 60
+    posts_cache_ttl_seconds: PositiveInt = 300
+    max_body_bytes: PositiveInt = 1_048_576
+    login_max_failures_per_email: PositiveInt = 10
+    login_max_failures_per_address: PositiveInt = 100
+    login_failure_window_seconds: PositiveInt = 900
+    mem_cache_max_bytes: Annotated[int, Field(ge=1_048_576)] = 64 * 1_048_576
+    db_pool_size: PositiveInt = 10
+    db_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_an_async_driver(cls, value: str) -> str:
+        """Accept plain ``mysql://`` and ``sqlite:///`` URLs and pick the async driver for them."""
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"not a database URL: {value!r}") from None
+        backend = url.get_backend_name()
+        if backend not in ASYNC_DRIVERS:
+            raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or mysql://")
+        if "+" not in url.drivername:
+            url = url.set(drivername=ASYNC_DRIVERS[backend])
+        if backend != "sqlite" and not url.database:
+            raise ValueError("the database URL names no database (mysql://user@host:3306/NAME)")
+        return url.render_as_string(hide_password=False)
+
+    @field_validator("cache_url")
+    @classmethod
+    def _known_cache_scheme(cls, value: str) -> str:
+        """Only ``mem://`` and ``redis://`` (or ``rediss://``) caches exist."""
+        if value != "mem://" and not value.startswith(("redis://", "rediss://")):
+            raise ValueError(f"CACHE_URL must be mem:// or redis://host:port/db, not {value!r}")
+        return value
+
+    @property
+    def database(self) -> URL:
+        """The database URL as a SQLAlchemy ``URL``, its async driver filled in."""
+        return make_url(self.database_url)
+
+    @property
+    def shared_cache(self) -> bool:
+        """True when the cache is shared by processes (Redis), so several workers may run."""
+        return self.cache_url != "mem://"

@@ -1,0 +1,134 @@
+"""Database plumbing: the declarative ``Base``, the async engine and its session factory.
+
+Round trips are kept at the floor. Every endpoint changes data with a single statement, so the
+engine runs in autocommit mode: each statement is its own transaction, committed by the database
+before it answers. That removes the BEGIN/COMMIT/ROLLBACK round trips a read or a one-statement
+write would otherwise pay; ``skip_autocommit_rollback`` stops SQLAlchemy from sending a ROLLBACK
+when a connection goes back to the pool. Code that needs several statements to be atomic must
+open a real transaction on its connection, e.g.
+``await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})``.
+
+There is no ping per request either: a connection that turns out to be dead raises a
+disconnect error, SQLAlchemy invalidates the pool, the request gets a 503 and the next one
+connects afresh.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+from posts_api.core.config import Settings
+
+# Explicit constraint names, so migrations can refer to them on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """The declarative base every model inherits; its metadata is what Alembic compares."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored as naive UTC (microseconds kept) and returned as an aware UTC value.
+
+    Neither SQLite nor MySQL's DATETIME keeps a time zone; this type makes the convention
+    explicit, so every timestamp the API returns carries its ``+00:00`` offset.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        """Use ``DATETIME(6)`` on MySQL/MariaDB, whose plain DATETIME drops the microseconds."""
+        if dialect.name in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import DATETIME
+
+            return dialect.type_descriptor(DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        """Convert an aware datetime to naive UTC; refuse naive ones (their zone is unknown)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("UTCDateTime needs an aware datetime")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        """Label the stored naive value as UTC."""
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    """The current time as an aware UTC datetime: the one clock every timestamp comes from."""
+    return dt.datetime.now(dt.UTC)
+
+
+def is_sqlite(url: URL) -> bool:
+    """True for SQLite URLs (the embedded default)."""
+    return url.get_backend_name() == "sqlite"
+
+
+def create_engine(settings: Settings, *, autocommit: bool = True) -> AsyncEngine:
+    """Build the async engine for ``settings.database_url``.
+
+    SQLite: the file's directory is created, and every connection gets WAL journaling,
+    foreign keys and a busy timeout. MySQL/MariaDB: utf8mb4, a bounded connect and pool wait time.
+    ``autocommit=False`` gives a transactional engine (migrations use it).
+    """
+    url = settings.database
+    timeout = settings.db_timeout_seconds
+    options: dict[str, Any] = {"pool_pre_ping": False}
+    if autocommit:
+        options |= {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True}
+    if is_sqlite(url):
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        options["connect_args"] = {"timeout": timeout}
+    else:
+        url = url.update_query_dict({"charset": "utf8mb4"})
+        options |= {
+            "pool_size": settings.db_pool_size,
+            "max_overflow": settings.db_pool_size,
+            "pool_timeout": timeout,
+            "pool_recycle": 3600,
+            "connect_args": {"connect_timeout": timeout},
+        }
+    engine = create_async_engine(url, **options)
+    if is_sqlite(url):
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(timeout))
+    return engine
+
+
+def _sqlite_pragmas(timeout: float) -> Any:
+    """A connect hook that sets WAL, foreign keys and the busy timeout on a SQLite connection."""
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes, fast
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.close()
+
+    return on_connect
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that connect lazily (a cache hit never touches the pool) and keep loaded values."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

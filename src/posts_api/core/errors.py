@@ -1,0 +1,165 @@
+"""Domain errors and the one place that turns every error into a JSON HTTP answer.
+
+Services raise ``AppError`` subclasses that know nothing of HTTP; ``install_error_handlers``
+maps each kind to a status code and a ``{"detail": ...}`` body. 401s carry
+``WWW-Authenticate: Bearer``; a lost database is a 503; anything unexpected is a bare 500 with
+no traceback, SQL or driver name in the body.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from fastapi.security.base import SecurityBase
+from starlette.exceptions import HTTPException
+
+from posts_api.core.security import InvalidToken, bearer_token
+
+log = logging.getLogger(__name__)
+
+BEARER = {"WWW-Authenticate": "Bearer"}
+
+
+class AppError(Exception):
+    """Base of the errors services raise; ``detail`` is what the client reads."""
+
+    status_code: ClassVar[int] = 500
+    detail: ClassVar[str] = "Internal Server Error"
+    headers: ClassVar[dict[str, str] | None] = None
+
+    def response_headers(self) -> dict[str, str] | None:
+        """Extra headers for this error's response."""
+        return self.headers
+
+
+class NotFound(AppError):
+    """The thing asked for does not exist, or is not the caller's (they look the same)."""
+
+    status_code = 404
+    detail = "Not found"
+
+
+class Conflict(AppError):
+    """The request clashes with existing state (a duplicate, say)."""
+
+    status_code = 409
+    detail = "Conflict"
+
+
+class Unauthorized(AppError):
+    """No valid credentials: missing, bad or expired token, or wrong email/password."""
+
+    status_code = 401
+    detail = "Not authenticated"
+    headers = BEARER
+
+
+class TooManyRequests(AppError):
+    """The caller is throttled; ``retry_after`` says for how many seconds."""
+
+    status_code = 429
+    detail = "Too many requests"
+
+    def __init__(self, retry_after: int) -> None:
+        """Remember when the caller may try again."""
+        super().__init__(self.detail)
+        self.retry_after = max(1, retry_after)
+
+    def response_headers(self) -> dict[str, str]:
+        """``Retry-After`` in whole seconds."""
+        return {"Retry-After": str(self.retry_after)}
+
+
+class Unavailable(AppError):
+    """A backing service (the database) cannot be reached; retrying later may work."""
+
+    status_code = 503
+    detail = "Service temporarily unavailable"
+
+
+def _json(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return _json(exc.status_code, exc.detail, exc.response_headers())
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return _json(exc.status_code, exc.detail, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 in FastAPI's list form, without echoing inputs (a password must never come back).
+
+    A body FastAPI could not even parse is reported before dependencies run; on a protected
+    route the token is checked first, so a bad token is a 401 whatever the body.
+    """
+    assert isinstance(exc, RequestValidationError)
+    if requires_bearer(request.scope.get("route")):
+        try:
+            request.app.state.tokens.verify(bearer_token(request.headers.get("authorization")))
+        except InvalidToken:
+            return _json(Unauthorized.status_code, Unauthorized.detail, BEARER)
+    errors = [
+        {k: v for k, v in error.items() if k in ("type", "loc", "msg", "ctx")}
+        for error in exc.errors()
+    ]
+    for error in errors:
+        if "ctx" in error:  # ctx may hold exception objects; keep it JSON
+            error["ctx"] = {k: str(v) for k, v in error["ctx"].items()}
+    return _json(422, errors)
+
+
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return _json(Unavailable.status_code, Unavailable.detail)
+
+
+async def _server_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return _json(500, "Internal Server Error")
+
+
+def requires_bearer(route: object) -> bool:
+    """True if ``route`` declares a security scheme (the bearer token) among its dependencies."""
+
+    def uses_security(dependant: Dependant) -> bool:
+        return isinstance(dependant.call, SecurityBase) or any(
+            uses_security(sub) for sub in dependant.dependencies
+        )
+
+    return isinstance(route, APIRoute) and uses_security(route.dependant)
+
+
+def is_disconnect(exc: DBAPIError) -> bool:
+    """True when a database error means the server is gone, not that the query was wrong."""
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
+async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if is_disconnect(exc):
+        return await _database_error(request, exc)
+    return await _server_error(request, exc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the JSON handlers for every error kind on ``app``."""
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DBAPIError, _dbapi_error)
+    app.add_exception_handler(PoolTimeout, _database_error)
+    app.add_exception_handler(ConnectionError, _database_error)
+    app.add_exception_handler(Exception, _server_error)

@@ -1,0 +1,66 @@
+"""The application factory: ``create_app(settings)`` builds a fully wired FastAPI app.
+
+Tests, the CLI and every server worker build the app the same way. Per-process resources
+(engine, session factory, cache, token codec) live on ``app.state``; the engine is created at
+once (it connects lazily) and closed, with the cache, by the lifespan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+
+from posts_api import __version__, health
+from posts_api.auth import router as auth_router
+from posts_api.core.cache import create_cache
+from posts_api.core.config import Settings
+from posts_api.core.db import create_engine, create_sessionmaker
+from posts_api.core.errors import install_error_handlers
+from posts_api.core.limits import BodySizeLimit
+from posts_api.core.logging import AccessLog
+from posts_api.core.security import TokenCodec
+from posts_api.posts import router as posts_router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for ``settings`` (read from the environment when omitted)."""
+    settings = settings or Settings()
+    engine = create_engine(settings)
+    cache = create_cache(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await cache.close()
+            await engine.dispose()
+
+    # /docs serves Swagger UI's assets from the installed package: it works with no internet.
+    app = FastAPIOffline(
+        title="posts-api",
+        version=__version__,
+        description="Sign up, log in, and keep your own text posts.",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.cache = cache
+    app.state.tokens = TokenCodec(
+        settings.secret_key.get_secret_value(),
+        dt.timedelta(minutes=settings.access_token_expire_minutes),
+    )
+    # Outermost first: the access log sees every answer, the 413 comes before anything else.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog)
+    install_error_handlers(app)
+    app.include_router(auth_router.router)
+    app.include_router(posts_router.router)
+    app.include_router(health.router)
+    return app

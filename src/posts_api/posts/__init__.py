@@ -1,0 +1,1 @@
+"""Posts: each user's own text posts, and the cached list of them."""

@@ -1,0 +1,58 @@
+"""HTTP routes of ``/posts``: every one needs a bearer token, and acts only on the caller's posts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from posts_api.core.deps import CacheDep, CurrentUserId, SessionDep, SettingsDep
+from posts_api.posts import service
+from posts_api.posts.schemas import PostCreatedOut, PostId, PostIn, PostOut
+
+router = APIRouter(prefix="/posts", tags=["posts"])
+
+NOT_FOUND = {404: {"description": "No such post for this user"}}
+
+
+@router.get("", response_model=list[PostOut])
+async def list_posts(
+    user_id: CurrentUserId, session: SessionDep, cache: CacheDep, settings: SettingsDep
+) -> Response:
+    """List the caller's posts, oldest first (cached per user)."""
+    body = await service.list_posts(session, cache, settings, user_id)
+    return Response(body, media_type="application/json")
+
+
+@router.post("/post", status_code=status.HTTP_201_CREATED)
+async def create_post(
+    post: PostIn, user_id: CurrentUserId, session: SessionDep, cache: CacheDep, settings: SettingsDep
+) -> PostCreatedOut:
+    """Create a post and return its id."""
+    post_id = await service.create_post(session, cache, settings, user_id, post)
+    return PostCreatedOut(post_id=post_id)
+
+
+@router.get("/post/{post_id}", responses=NOT_FOUND)
+async def get_post(post_id: PostId, user_id: CurrentUserId, session: SessionDep) -> PostOut:
+    """Return one of the caller's posts."""
+    return await service.get_post(session, user_id, post_id)
+
+
+@router.put("/post/{post_id}", responses=NOT_FOUND)
+async def update_post(
+    post_id: PostId,
+    post: PostIn,
+    user_id: CurrentUserId,
+    session: SessionDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+) -> PostOut:
+    """Replace the text of one of the caller's posts and return it."""
+    return await service.update_post(session, cache, settings, user_id, post_id, post)
+
+
+@router.delete("/post/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+async def delete_post(
+    post_id: PostId, user_id: CurrentUserId, session: SessionDep, cache: CacheDep, settings: SettingsDep
+) -> None:
+    """Delete one of the caller's posts."""
+    await service.delete_post(session, cache, settings, user_id, post_id)

@@ -1,0 +1,41 @@
+"""Request and response bodies of ``/posts``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from posts_api.core.schemas import StrictIn, Utf8
+
+PostId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The post's id.")]
+"""A post id in a path: a positive integer (anything else is a 422)."""
+
+
+class PostIn(StrictIn):
+    """The body of a create or an update: the text, stored exactly as sent."""
+
+    text: Annotated[str, Field(min_length=1), Utf8]
+
+
+class PostCreatedOut(BaseModel):
+    """The answer to a create: the new post's id."""
+
+    post_id: int
+
+
+class PostOut(BaseModel):
+    """A post as returned by the API; timestamps are UTC with an explicit offset."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    post_id: int
+    text: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+PostList = TypeAdapter(list[PostOut])
+"""Serializes a user's posts straight to JSON bytes (what the list cache stores)."""
