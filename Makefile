@@ -1,0 +1,36 @@
+# The few commands of posts-api. Each target sets up what it needs: a fresh clone needs only
+# Python 3.11+ and make. Dependencies come from uv.lock, exactly.
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+BIN := .venv/bin
+
+.PHONY: install run test lint format bench bench-smoke clean
+
+install: .venv/.synced
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+run: install  ## serve on http://127.0.0.1:8000 with SQLite and the in-process cache
+	$(BIN)/posts-api serve
+
+test: install  ## the whole suite (MariaDB and Redis parts skip, with a reason, when absent)
+	$(BIN)/pytest
+
+lint: install  ## what CI checks besides the tests
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
