@@ -8,7 +8,8 @@ when its servers are absent, and fails under ``CI=true``.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import random
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from posts_api.migrations import upgrade_to_head
 from tests.support import (
     REDIS_DB_APP,
     SECRET,
+    AppClient,
+    MakeApp,
     StatementLog,
     User,
     create_mysql_database,
@@ -37,8 +40,6 @@ from tests.support import (
 for _name in Settings.model_fields:
     os.environ.pop(_name.upper(), None)
 
-AppFactory = Callable[..., Awaitable[FastAPI]]
-
 
 @pytest.fixture(scope="session", params=["sqlite", "mysql"])
 def backend(request: pytest.FixtureRequest) -> str:
@@ -47,7 +48,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def base_settings(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def base_settings(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     """Settings values for a fresh database of ``backend`` (created for the session)."""
     if backend == "sqlite":
         path = tmp_path_factory.mktemp("sqlite") / "posts.db"
@@ -55,13 +58,17 @@ def base_settings(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         return
     flush_redis(REDIS_DB_APP)
     name = create_mysql_database()
-    yield {"database_url": mysql_url(name), "cache_url": redis_url(REDIS_DB_APP), "secret_key": SECRET}
+    yield {
+        "database_url": mysql_url(name),
+        "cache_url": redis_url(REDIS_DB_APP),
+        "secret_key": SECRET,
+    }
     drop_mysql_database(name)
 
 
 def make_settings(values: dict[str, Any], **overrides: Any) -> Settings:
     """Settings from explicit values only (no ``.env``)."""
-    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+    return Settings(_env_file=None, **(values | overrides))
 
 
 @pytest.fixture(scope="session")
@@ -86,17 +93,20 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def _client(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+def _client(app: FastAPI) -> AppClient:
+    # Each client has an address of its own, so per-address login counters do not leak
+    # between tests sharing one Redis.
+    address = f"127.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
+    return AppClient(app, address)
 
 
 @pytest.fixture
-async def make_app(migrated: dict[str, Any]) -> AsyncIterator[Callable[..., Awaitable[httpx.AsyncClient]]]:
+async def make_app(migrated: dict[str, Any]) -> AsyncIterator[MakeApp]:
     """Build a client for an app with some settings overridden (same database)."""
     managers: list[LifespanManager] = []
-    clients: list[httpx.AsyncClient] = []
+    clients: list[AppClient] = []
 
-    async def build(**overrides: Any) -> httpx.AsyncClient:
+    async def build(**overrides: Any) -> AppClient:
         application = create_app(make_settings(migrated, **overrides))
         manager = LifespanManager(application)
         await manager.__aenter__()

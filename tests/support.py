@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +20,7 @@ import jwt
 import pymysql
 import pytest
 import redis
+from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,7 +35,7 @@ REDIS_DB_APP = 11
 REDIS_DB_SERVERS = 12
 
 PASSWORD = "correct horse battery staple"
-SECRET = "test-secret-" + "k" * 48
+SECRET = "test-secret-" + "k" * 64
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -103,6 +109,20 @@ def flush_redis(db: int) -> None:
         client.close()
 
 
+class AppClient(httpx.AsyncClient):
+    """An HTTP client bound in-process to one app, which it keeps at hand as ``.app``."""
+
+    def __init__(self, app: FastAPI, address: str) -> None:
+        """Call ``app`` over ASGI as a client at ``address``."""
+        transport = httpx.ASGITransport(app=app, client=(address, 50000))
+        super().__init__(transport=transport, base_url="http://test")
+        self.app = app
+
+
+MakeApp = Callable[..., Awaitable[AppClient]]
+"""The ``make_app`` fixture: build an app with some settings overridden, return its client."""
+
+
 @dataclass
 class User:
     """A signed-up user and its token."""
@@ -126,11 +146,11 @@ async def sign_up(client: httpx.AsyncClient, email: str | None = None) -> User:
     return User(email, token, int(jwt.decode(token, options={"verify_signature": False})["sub"]))
 
 
-def claims(sub: str = "1", lifetime: int = 600, **overrides: Any) -> dict[str, Any]:
-    """A full claim set, with overrides (``None`` removes a claim)."""
+def claims(sub: str, lifetime: int = 600, changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A full claim set, with ``changes`` applied (a ``None`` value removes that claim)."""
     now = int(time.time())
     base: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + lifetime, "jti": uuid.uuid4().hex}
-    base.update(overrides)
+    base.update(changes or {})
     return {k: v for k, v in base.items() if v is not None}
 
 
@@ -158,3 +178,66 @@ class StatementLog:
 def verbs(statements: list[str]) -> list[str]:
     """The first word of each statement (``SELECT``, ``INSERT``...), for compact assertions."""
     return [s.split(None, 1)[0].upper() for s in statements]
+
+
+# servers in subprocesses -------------------------------------------------------------------------
+
+POSTS_API = str(Path(sys.executable).parent / "posts-api")
+CONTRACT_VARS = ("DATABASE_URL", "CACHE_URL", "SECRET_KEY", "MAX_BODY_BYTES")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli_env(**values: str) -> dict[str, str]:
+    """The environment for a ``posts-api`` subprocess: ours without the service's variables."""
+    env = {k: v for k, v in os.environ.items() if k not in CONTRACT_VARS}
+    return env | values
+
+
+class Server:
+    """``posts-api serve`` in a subprocess, stopped with SIGTERM at the end."""
+
+    def __init__(self, cwd: Path, env: dict[str, str], workers: int = 1) -> None:
+        """Start the server on a free port; ``wait_ready`` waits for /health."""
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cwd / f"server-{self.port}.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [POSTS_API, "serve", "--port", str(self.port), "--workers", str(workers)],
+                cwd=cwd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Block until /health answers 200 (or fail with the server's output)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"server not ready: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> int:
+        """SIGTERM the process group and wait; return the exit status."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        return self.proc.returncode

@@ -21,19 +21,28 @@ CHECK_TIMEOUT_SECONDS = 5.0
 @router.get(
     "/health",
     responses={
-        200: {"content": {"application/json": {"example": {"status": "ok", "database": "ok", "cache": "ok"}}}},
-        503: {"description": "A part is down; it is marked \"unavailable\""},
+        200: {
+            "content": {
+                "application/json": {"example": {"status": "ok", "database": "ok", "cache": "ok"}}
+            }
+        },
+        503: {"description": 'A part is down; it is marked "unavailable"'},
     },
 )
 async def health(session: SessionDep, cache: CacheDep) -> JSONResponse:
     """Report each backing service; 503 (with ``detail``) when either is down."""
     database_ok = await _database_answers(session)
     cache_ok = await cache.check()
-    parts = {"database": "ok" if database_ok else "unavailable", "cache": "ok" if cache_ok else "unavailable"}
+    parts = {
+        "database": "ok" if database_ok else "unavailable",
+        "cache": "ok" if cache_ok else "unavailable",
+    }
     if database_ok and cache_ok:
         return JSONResponse({"status": "ok", **parts})
     down = ", ".join(name for name, state in parts.items() if state != "ok")
-    return JSONResponse({"detail": f"unavailable: {down}", "status": "unavailable", **parts}, status_code=503)
+    return JSONResponse(
+        {"detail": f"unavailable: {down}", "status": "unavailable", **parts}, status_code=503
+    )
 
 
 async def _database_answers(session: SessionDep) -> bool:

@@ -14,7 +14,7 @@ class User(Base):
     """An account. ``email`` is stored lower-cased, so the unique index is case-insensitive."""
 
     __tablename__ = "users"
-    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - ids are never reused
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)

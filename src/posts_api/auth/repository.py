@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from posts_api.auth.models import User
-from posts_api.core.db import utcnow
+from posts_api.core.db import execute_dml, utcnow
 
 
 class UserRepository:
@@ -24,7 +24,7 @@ class UserRepository:
         """
         stmt = insert(User).values(email=email, password_hash=password_hash, created_at=utcnow())
         try:
-            result = await self.session.execute(stmt)
+            result = await execute_dml(self.session, stmt)
         except IntegrityError:
             return None
         user_id = result.inserted_primary_key[0] if result.inserted_primary_key else None

@@ -20,5 +20,5 @@ class TokenOut(BaseModel):
     """An access token: send it back as ``Authorization: Bearer <access_token>``."""
 
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a scheme name, not a secret
     expires_in: int = Field(description="The token's lifetime in seconds.")

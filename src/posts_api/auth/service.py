@@ -43,7 +43,9 @@ def _token_out(tokens: TokenCodec, user_id: int) -> TokenOut:
     return TokenOut(access_token=issued.token, expires_in=issued.expires_in)
 
 
-async def sign_up(session: AsyncSession, tokens: TokenCodec, credentials: CredentialsIn) -> TokenOut:
+async def sign_up(
+    session: AsyncSession, tokens: TokenCodec, credentials: CredentialsIn
+) -> TokenOut:
     """Create an account and return a token for it. Raises ``EmailTaken`` (one INSERT)."""
     password_hash = await hash_password(credentials.password)
     user_id = await UserRepository(session).add(credentials.email.lower(), password_hash)

@@ -153,7 +153,7 @@ class RedisBackend:
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """One ``MGET``."""
         try:
-            values: list[bytes | None] = await self._redis.mget(keys)
+            values: list[bytes | None] = await self._redis.mget(keys)  # type: ignore[assignment]
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(str(exc)) from exc
         return values
@@ -224,8 +224,11 @@ class Cache:
 
     # versioned entries ----------------------------------------------------------------------
     async def get_fresh(self, name: str) -> tuple[bytes | None, bytes | None]:
-        """Return ``(value, tag)``: the entry if it is still current, and the tag to store a
-        freshly computed value under. Both are ``None`` while the cache is unavailable."""
+        """Return ``(value, tag)``: the entry if still current, and the tag for a fresh value.
+
+        ``tag`` is what ``put_fresh`` needs to store a value computed now. Both are ``None``
+        while the cache is unavailable.
+        """
         if not self.available:
             return None, None
         keys = (self._gen_key, f"{self._ns}:ver:{name}", f"{self._ns}:val:{name}")

@@ -6,6 +6,7 @@ on ``app.state``); nothing else in the package reads ``os.environ``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -45,10 +46,8 @@ def load_or_create_secret(path: Path = SECRET_KEY_FILE) -> SecretStr:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(64))
-        try:
-            os.link(tmp, path)  # fails if another process won the race: use its key
-        except FileExistsError:
-            pass
+        with contextlib.suppress(FileExistsError):  # another process won the race: use its key
+            os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return SecretStr(path.read_text().strip())

@@ -19,9 +19,14 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import CursorResult, DateTime, Executable, MetaData, event
 from sqlalchemy.engine import URL, Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -69,7 +74,9 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             raise ValueError("UTCDateTime needs an aware datetime")
         return value.astimezone(dt.UTC).replace(tzinfo=None)
 
-    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
         """Label the stored naive value as UTC."""
         return None if value is None else value.replace(tzinfo=dt.UTC)
 
@@ -127,6 +134,17 @@ def _sqlite_pragmas(timeout: float) -> Any:
         cursor.close()
 
     return on_connect
+
+
+async def execute_dml(session: AsyncSession, statement: Executable) -> CursorResult[Any]:
+    """Run an INSERT, UPDATE or DELETE and return its cursor result.
+
+    That result carries what a write reports without another query: ``rowcount`` and
+    ``inserted_primary_key``.
+    """
+    result = await session.execute(statement)
+    assert isinstance(result, CursorResult)
+    return result
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

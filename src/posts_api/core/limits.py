@@ -70,5 +70,7 @@ class BodySizeLimit:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer 413 and close the connection (the rest of the body is never read)."""
         detail = BodyTooLarge(self.max_bytes).detail
-        response = JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})
+        response = JSONResponse(
+            {"detail": detail}, status_code=413, headers={"Connection": "close"}
+        )
         await response(scope, receive, send)

@@ -55,8 +55,10 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 class AccessLog:
-    """Pure ASGI middleware: log each HTTP request once it is answered, and add
-    ``X-Content-Type-Options: nosniff`` to every response."""
+    """Pure ASGI middleware: log each HTTP request once it is answered.
+
+    It also adds ``X-Content-Type-Options: nosniff`` to every response.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         """Wrap ``app``."""

@@ -12,7 +12,7 @@ class StrictIn(BaseModel):
 
 
 def _encodable(value: str) -> str:
-    """Refuse lone surrogates (``"\\ud800"`` is valid JSON but not storable text)."""
+    r"""Refuse lone surrogates (``"\\ud800"`` is valid JSON but not storable text)."""
     if not value.isascii():
         try:
             value.encode("utf-8")

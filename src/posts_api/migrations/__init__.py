@@ -43,7 +43,9 @@ async def upgrade_to_head(settings: Settings) -> None:
 
 def _upgrade(connection: Connection, lock: bool) -> None:
     if lock:
-        connection.execute(text("SELECT GET_LOCK(:name, :wait)"), {"name": LOCK_NAME, "wait": LOCK_WAIT_SECONDS})
+        connection.execute(
+            text("SELECT GET_LOCK(:name, :wait)"), {"name": LOCK_NAME, "wait": LOCK_WAIT_SECONDS}
+        )
     try:
         command.upgrade(alembic_config(connection), "head")
         connection.commit()

@@ -1,5 +1,8 @@
-"""Alembic's entry point: run the migrations on the connection ``upgrade_to_head`` passes in,
-or, from the ``alembic`` command line, on the database the settings name."""
+"""Alembic's entry point.
+
+It runs the migrations on the connection ``upgrade_to_head`` passes in or, from the ``alembic``
+command line, on the database the settings name.
+"""
 
 from __future__ import annotations
 

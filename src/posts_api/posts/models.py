@@ -18,7 +18,7 @@ class Post(Base):
     """A user's post. Deleting the user deletes their posts (``ON DELETE CASCADE``)."""
 
     __tablename__ = "posts"
-    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - ids are never reused
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # A string target: posts need nothing from the auth package.

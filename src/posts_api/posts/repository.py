@@ -7,16 +7,18 @@ no row. Every method is one statement, except ``update_owned`` on databases with
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
 
-from sqlalchemy import CursorResult, Row, delete, insert, select, update
+from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from posts_api.core.db import utcnow
+from posts_api.core.db import execute_dml, utcnow
 from posts_api.posts.models import Post
 
 COLUMNS = (Post.id.label("post_id"), Post.text, Post.created_at, Post.updated_at)
+PostRow = Row[int, str, dt.datetime, dt.datetime]
+"""A post as selected: ``post_id``, ``text``, ``created_at``, ``updated_at``."""
 
 
 class UnknownOwner(Exception):
@@ -35,37 +37,34 @@ class PostRepository:
         now = utcnow()
         stmt = insert(Post).values(user_id=user_id, text=text, created_at=now, updated_at=now)
         try:
-            result = await self.session.execute(stmt)
+            result = await execute_dml(self.session, stmt)
         except IntegrityError as exc:  # the only constraint an insert can break: the owner
             raise UnknownOwner(user_id) from exc
         post_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
         assert isinstance(post_id, int)
         return post_id
 
-    async def list_for_user(self, user_id: int) -> list[Row[Any]]:
+    async def list_for_user(self, user_id: int) -> list[PostRow]:
         """SELECT the user's posts, oldest first."""
         stmt = select(*COLUMNS).where(Post.user_id == user_id).order_by(Post.id)
         return list((await self.session.execute(stmt)).all())
 
-    async def get_owned(self, post_id: int, user_id: int) -> Row[Any] | None:
+    async def get_owned(self, post_id: int, user_id: int) -> PostRow | None:
         """SELECT one post if it exists and is the user's."""
         stmt = select(*COLUMNS).where(Post.id == post_id, Post.user_id == user_id)
         return (await self.session.execute(stmt)).one_or_none()
 
-    async def update_owned(self, post_id: int, user_id: int, text: str) -> Row[Any] | None:
+    async def update_owned(self, post_id: int, user_id: int, text: str) -> PostRow | None:
         """UPDATE the text of the user's post; return the post as updated, or ``None``."""
         owned = (Post.id == post_id, Post.user_id == user_id)
         stmt = update(Post).where(*owned).values(text=text, updated_at=utcnow())
         if self.session.get_bind().dialect.update_returning:
             return (await self.session.execute(stmt.returning(*COLUMNS))).one_or_none()
-        result: CursorResult[Any] = await self.session.execute(stmt)  # type: ignore[assignment]
-        if result.rowcount == 0:
+        if (await execute_dml(self.session, stmt)).rowcount == 0:
             return None
         return await self.get_owned(post_id, user_id)
 
     async def delete_owned(self, post_id: int, user_id: int) -> bool:
         """DELETE the user's post; ``False`` if there was none to delete."""
         stmt = delete(Post).where(Post.id == post_id, Post.user_id == user_id)
-        result: CursorResult[Any] = await self.session.execute(stmt)  # type: ignore[assignment]
-        return result.rowcount > 0
-
+        return (await execute_dml(self.session, stmt)).rowcount > 0

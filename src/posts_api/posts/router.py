@@ -1,6 +1,8 @@
-"""HTTP routes of ``/posts``: every one needs a bearer token, and acts only on the caller's posts."""
+"""HTTP routes of ``/posts``: each needs a bearer token and acts only on the caller's posts."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Response, status
 
@@ -10,7 +12,7 @@ from posts_api.posts.schemas import PostCreatedOut, PostId, PostIn, PostOut
 
 router = APIRouter(prefix="/posts", tags=["posts"])
 
-NOT_FOUND = {404: {"description": "No such post for this user"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such post for this user"}}
 
 
 @router.get("", response_model=list[PostOut])
@@ -24,7 +26,11 @@ async def list_posts(
 
 @router.post("/post", status_code=status.HTTP_201_CREATED)
 async def create_post(
-    post: PostIn, user_id: CurrentUserId, session: SessionDep, cache: CacheDep, settings: SettingsDep
+    post: PostIn,
+    user_id: CurrentUserId,
+    session: SessionDep,
+    cache: CacheDep,
+    settings: SettingsDep,
 ) -> PostCreatedOut:
     """Create a post and return its id."""
     post_id = await service.create_post(session, cache, settings, user_id, post)
@@ -52,7 +58,11 @@ async def update_post(
 
 @router.delete("/post/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 async def delete_post(
-    post_id: PostId, user_id: CurrentUserId, session: SessionDep, cache: CacheDep, settings: SettingsDep
+    post_id: PostId,
+    user_id: CurrentUserId,
+    session: SessionDep,
+    cache: CacheDep,
+    settings: SettingsDep,
 ) -> None:
     """Delete one of the caller's posts."""
     await service.delete_post(session, cache, settings, user_id, post_id)

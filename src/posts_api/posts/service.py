@@ -33,7 +33,9 @@ def _list_name(user_id: int) -> str:
     return f"posts:{user_id}"
 
 
-async def list_posts(session: AsyncSession, cache: Cache, settings: Settings, user_id: int) -> bytes:
+async def list_posts(
+    session: AsyncSession, cache: Cache, settings: Settings, user_id: int
+) -> bytes:
     """Return the user's posts, oldest first, as JSON bytes: from the cache, or one SELECT.
 
     A miss stores its result under the version it read before querying, so a write that lands
@@ -60,17 +62,28 @@ async def get_post(session: AsyncSession, user_id: int, post_id: int) -> PostOut
 async def create_post(
     session: AsyncSession, cache: Cache, settings: Settings, user_id: int, post: PostIn
 ) -> int:
-    """Store a new post and return its id (one INSERT). Raises ``OwnerGone``."""
+    """Store a new post and return its id (one INSERT). Raises ``OwnerGone``.
+
+    Either way the user's cached list is dropped: a user removed from the database (their
+    posts went with them) must not keep seeing a list cached while they existed.
+    """
+    name = _list_name(user_id)
     try:
         post_id = await PostRepository(session).add(user_id, post.text)
     except UnknownOwner:
+        await cache.invalidate(name, settings.posts_cache_ttl_seconds)
         raise OwnerGone() from None
-    await cache.invalidate(_list_name(user_id), settings.posts_cache_ttl_seconds)
+    await cache.invalidate(name, settings.posts_cache_ttl_seconds)
     return post_id
 
 
 async def update_post(
-    session: AsyncSession, cache: Cache, settings: Settings, user_id: int, post_id: int, post: PostIn
+    session: AsyncSession,
+    cache: Cache,
+    settings: Settings,
+    user_id: int,
+    post_id: int,
+    post: PostIn,
 ) -> PostOut:
     """Replace a post's text and return the post (UPDATE, plus a SELECT without RETURNING).
 

@@ -1,0 +1,135 @@
+"""The cache on both backends (in-process and a real Redis): versioned entries, races,
+counters, bounds, and the new generation after an outage."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from posts_api.core.cache import Cache, MemoryBackend, RedisBackend
+from tests.proxy import Proxy
+from tests.support import REDIS_DB_APP, REDIS_HOST, REDIS_PORT, flush_redis, redis_url
+
+
+@pytest.fixture(params=["mem", "redis"])
+async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
+    """A cache on each backend, under a namespace of its own."""
+    if request.param == "mem":
+        backend: MemoryBackend | RedisBackend = MemoryBackend(16 * 1_048_576)
+    else:
+        flush_redis(REDIS_DB_APP)
+        backend = RedisBackend(redis_url(REDIS_DB_APP))
+    cache = Cache(backend, namespace=f"test-{uuid.uuid4().hex[:8]}")
+    yield cache
+    await cache.close()
+
+
+async def test_miss_then_hit(cache: Cache) -> None:
+    value, tag = await cache.get_fresh("x")
+    assert value is None
+    assert tag is not None
+    await cache.put_fresh("x", tag, b"[1]", ttl=60)
+    assert (await cache.get_fresh("x"))[0] == b"[1]"
+
+
+async def test_invalidate_makes_entries_stale(cache: Cache) -> None:
+    _, tag = await cache.get_fresh("x")
+    await cache.put_fresh("x", tag, b"old", ttl=60)
+    await cache.invalidate("x", ttl=60)
+    assert (await cache.get_fresh("x"))[0] is None
+
+
+async def test_a_read_that_started_before_a_write_cannot_store_stale_data(cache: Cache) -> None:
+    """Reader gets its tag, a writer invalidates, the reader stores what it read: stale, so
+    nobody may ever see it."""
+    _, reader_tag = await cache.get_fresh("x")
+    await cache.invalidate("x", ttl=60)  # the write lands while the reader queries
+    await cache.put_fresh("x", reader_tag, b"stale", ttl=60)
+    value, fresh_tag = await cache.get_fresh("x")
+    assert value is None
+    await cache.put_fresh("x", fresh_tag, b"fresh", ttl=60)
+    assert (await cache.get_fresh("x"))[0] == b"fresh"
+
+
+async def test_names_are_independent(cache: Cache) -> None:
+    for name in ("a", "b"):
+        _, tag = await cache.get_fresh(name)
+        await cache.put_fresh(name, tag, name.encode(), ttl=60)
+    await cache.invalidate("a", ttl=60)
+    assert (await cache.get_fresh("a"))[0] is None
+    assert (await cache.get_fresh("b"))[0] == b"b"
+
+
+async def test_values_may_contain_the_separator(cache: Cache) -> None:
+    _, tag = await cache.get_fresh("x")
+    await cache.put_fresh("x", tag, b"line1\nline2\n", ttl=60)
+    assert (await cache.get_fresh("x"))[0] == b"line1\nline2\n"
+
+
+async def test_entries_expire(cache: Cache) -> None:
+    _, tag = await cache.get_fresh("x")
+    await cache.put_fresh("x", tag, b"v", ttl=1)
+    await asyncio.sleep(1.1)
+    assert (await cache.get_fresh("x"))[0] is None
+
+
+async def test_counters(cache: Cache) -> None:
+    assert await cache.counts(["a", "b"]) == [0, 0]
+    await cache.count(["a", "b"], window=60)
+    await cache.count(["a"], window=60)
+    assert await cache.counts(["a", "b"]) == [2, 1]
+    assert 55 <= await cache.seconds_left("a") <= 60
+    await cache.reset("a")
+    assert await cache.counts(["a", "b"]) == [0, 1]
+    assert await cache.seconds_left("a") == 0
+
+
+async def test_counter_window_starts_at_the_first_count(cache: Cache) -> None:
+    await cache.count(["a"], window=1)
+    await asyncio.sleep(0.6)
+    await cache.count(["a"], window=1)  # does not extend the window
+    await asyncio.sleep(0.6)
+    assert await cache.counts(["a"]) == [0]
+
+
+async def test_memory_backend_is_bounded() -> None:
+    backend = MemoryBackend(max_bytes=1_048_576)
+    cache = Cache(backend)
+    for user in range(5_000):
+        _, tag = await cache.get_fresh(f"posts:{user}")
+        await cache.put_fresh(f"posts:{user}", tag, b"x" * 1000, ttl=60)
+    assert backend._entries.currsize <= 1_048_576
+    _, tag = await cache.get_fresh("huge")
+    await cache.put_fresh("huge", tag, b"x" * 2_000_000, ttl=60)  # larger than the cache: dropped
+    assert (await cache.get_fresh("huge"))[0] is None
+
+
+async def test_outage_then_new_generation() -> None:
+    """Redis away: everything misses quietly and writes cannot invalidate. Redis back: the
+    whole cache starts a new generation, so nothing cached before the outage is served."""
+    flush_redis(REDIS_DB_APP)
+    proxy = Proxy(REDIS_HOST, REDIS_PORT)
+    await proxy.restore()
+    cache = Cache(RedisBackend(f"redis://127.0.0.1:{proxy.port}/{REDIS_DB_APP}", timeout=0.5))
+    try:
+        _, tag = await cache.get_fresh("x")
+        await cache.put_fresh("x", tag, b"before the outage", ttl=60)
+        await proxy.cut()
+        assert await cache.get_fresh("x") == (None, None)
+        assert not cache.available
+        await cache.invalidate("x", ttl=60)  # lost: Redis is away
+        assert await cache.counts(["n"]) == [0]
+        assert not await cache.check()
+        await proxy.restore()
+        for _ in range(50):
+            if cache.available:
+                break
+            await asyncio.sleep(0.1)
+        assert cache.available
+        assert (await cache.get_fresh("x"))[0] is None
+    finally:
+        await cache.close()
+        await proxy.cut()

@@ -1,0 +1,110 @@
+"""Settings: defaults, URL normalisation, the generated secret key, ``.env`` precedence."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from posts_api.core.config import Settings, load_or_create_secret
+
+
+def test_defaults_work_with_no_set_up(data_dir: Path) -> None:
+    settings = Settings()
+    assert settings.database_url == "sqlite+aiosqlite:///./data/posts.db"
+    assert settings.cache_url == "mem://"
+    assert (settings.access_token_expire_minutes, settings.posts_cache_ttl_seconds) == (60, 300)
+    assert settings.max_body_bytes == 1_048_576
+    assert (
+        settings.login_max_failures_per_email,
+        settings.login_max_failures_per_address,
+        settings.login_failure_window_seconds,
+    ) == (10, 100, 900)
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("mysql://u:p@db:3306/app", "mysql+asyncmy://u:p@db:3306/app"),
+        ("mariadb://u@db/app", "mariadb+asyncmy://u@db/app"),
+        ("mysql+asyncmy://u@db/app", "mysql+asyncmy://u@db/app"),
+        ("sqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("sqlite+aiosqlite:////abs/x.db", "sqlite+aiosqlite:////abs/x.db"),
+    ],
+)
+def test_plain_urls_get_an_async_driver(data_dir: Path, given: str, used: str) -> None:
+    assert Settings(database_url=given).database_url == used
+
+
+@pytest.mark.parametrize(
+    "url", ["not a url", "postgresql://u@h/db", "mysql://u@host", "http://example.com"]
+)
+def test_bad_database_urls_are_refused(data_dir: Path, url: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(database_url=url)
+
+
+@pytest.mark.parametrize("url", ["memcached://x", "redis", ""])
+def test_bad_cache_urls_are_refused(data_dir: Path, url: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(cache_url=url)
+
+
+def test_secret_key_is_generated_once_owner_only(data_dir: Path) -> None:
+    first = Settings().secret_key.get_secret_value()
+    path = data_dir / "secret_key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(first) >= 64
+    assert Settings().secret_key.get_secret_value() == first
+    assert load_or_create_secret(path).get_secret_value() == first
+
+
+def test_secret_key_from_the_environment_wins(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SECRET_KEY", "s" * 40)
+    assert Settings().secret_key.get_secret_value() == "s" * 40
+    assert not (data_dir / "secret_key").exists()
+
+
+def test_dotenv_is_read_and_the_environment_wins(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path(".env").write_text("POSTS_CACHE_TTL_SECONDS=7\nMAX_BODY_BYTES=2048\n")
+    monkeypatch.setenv("MAX_BODY_BYTES", "4096")
+    settings = Settings()
+    assert settings.posts_cache_ttl_seconds == 7
+    assert settings.max_body_bytes == 4096
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_BODY_BYTES", "0"),
+        ("ACCESS_TOKEN_EXPIRE_MINUTES", "-1"),
+        ("POSTS_CACHE_TTL_SECONDS", "soon"),
+    ],
+)
+def test_bad_numbers_are_refused(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_concurrent_creation_agrees_on_one_key(data_dir: Path) -> None:
+    """Processes starting together all read the key that won the race."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        keys = pool.map(_key_in_child, [str(data_dir / "secret_key")] * 8)
+    assert len(set(keys)) == 1
+    assert os.listdir(data_dir) == ["secret_key"]
+
+
+def _key_in_child(path: str) -> str:
+    return load_or_create_secret(Path(path)).get_secret_value()
