@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -16,33 +18,37 @@ router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_SECONDS = 5.0
+State = Literal["ok", "unavailable"]
 
 
-@router.get(
-    "/health",
-    responses={
-        200: {
-            "content": {
-                "application/json": {"example": {"status": "ok", "database": "ok", "cache": "ok"}}
-            }
-        },
-        503: {"description": 'A part is down; it is marked "unavailable"'},
-    },
-)
+class HealthOut(BaseModel):
+    """Each backing service's state; ``status`` is ``ok`` only when all are."""
+
+    status: State
+    database: State
+    cache: State
+
+
+class HealthDownOut(HealthOut):
+    """The 503 body: the states, plus the ``detail`` every error body has."""
+
+    detail: str
+
+
+@router.get("/health", response_model=HealthOut, responses={503: {"model": HealthDownOut}})
 async def health(session: SessionDep, cache: CacheDep) -> JSONResponse:
-    """Report each backing service; 503 (with ``detail``) when either is down."""
-    database_ok = await _database_answers(session)
-    cache_ok = await cache.check()
-    parts = {
-        "database": "ok" if database_ok else "unavailable",
-        "cache": "ok" if cache_ok else "unavailable",
-    }
-    if database_ok and cache_ok:
-        return JSONResponse({"status": "ok", **parts})
-    down = ", ".join(name for name, state in parts.items() if state != "ok")
-    return JSONResponse(
-        {"detail": f"unavailable: {down}", "status": "unavailable", **parts}, status_code=503
+    """Report each backing service; 503 when either is down, the failing part marked."""
+    database: State = "ok" if await _database_answers(session) else "unavailable"
+    cache_state: State = "ok" if await cache.check() else "unavailable"
+    if database == cache_state == "ok":
+        return JSONResponse(HealthOut(status="ok", database="ok", cache="ok").model_dump())
+    down = ", ".join(
+        name for name, state in (("database", database), ("cache", cache_state)) if state != "ok"
     )
+    body = HealthDownOut(
+        detail=f"unavailable: {down}", status="unavailable", database=database, cache=cache_state
+    )
+    return JSONResponse(body.model_dump(), status_code=503)
 
 
 async def _database_answers(session: SessionDep) -> bool:

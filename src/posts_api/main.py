@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from posts_api import __version__, health
@@ -58,6 +59,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Outermost first: the access log sees every answer, the 413 comes before anything else.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:  # closed by default: no CORS headers, browsers refuse other sites
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
     app.add_middleware(AccessLog)
     install_error_handlers(app)
     app.include_router(auth_router.router)

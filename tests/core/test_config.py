@@ -108,3 +108,12 @@ def test_concurrent_creation_agrees_on_one_key(data_dir: Path) -> None:
 
 def _key_in_child(path: str) -> str:
     return load_or_create_secret(Path(path)).get_secret_value()
+
+
+def test_cors_origins_are_comma_separated(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().cors_origins == ()
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example, http://localhost:3000")
+    assert Settings().cors_origins == ("https://a.example", "http://localhost:3000")
+    monkeypatch.setenv("CORS_ORIGINS", "a.example")
+    with pytest.raises(ValidationError):
+        Settings()

@@ -232,3 +232,29 @@ async def test_request_log_has_no_secrets(
     text = "".join(str(r.__dict__) for r in caplog.records if r.name.startswith("posts_api"))
     for secret in (PASSWORD, user.token, user.email, "token=abc"):
         assert secret not in text
+
+
+async def test_cors_is_closed_by_default(client: httpx.AsyncClient) -> None:
+    origin = {"Origin": "https://evil.example"}
+    resp = await client.get("/health", headers=origin)
+    assert "access-control-allow-origin" not in resp.headers
+    preflight = await client.options(
+        "/posts", headers={**origin, "Access-Control-Request-Method": "GET"}
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+
+
+async def test_cors_allows_configured_origins_only(make_app: MakeApp) -> None:
+    client = await make_app(cors_origins="https://app.example, https://admin.example")
+    allowed = await client.options(
+        "/posts",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    other = await client.get("/health", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers

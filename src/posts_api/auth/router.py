@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, status
 from posts_api.auth import service
 from posts_api.auth.schemas import CredentialsIn, TokenOut
 from posts_api.core.deps import CacheDep, SessionDep, SettingsDep, TokensDep
+from posts_api.core.errors import documented
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -14,7 +15,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 @router.post(
     "/signup",
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "Email already registered"}},
+    responses=documented(409, 413, 503),
 )
 async def sign_up(credentials: CredentialsIn, session: SessionDep, tokens: TokensDep) -> TokenOut:
     """Create an account and return an access token for it."""
@@ -23,10 +24,7 @@ async def sign_up(credentials: CredentialsIn, session: SessionDep, tokens: Token
 
 @router.post(
     "/login",
-    responses={
-        401: {"description": "Invalid email or password"},
-        429: {"description": "Too many failed logins; see Retry-After"},
-    },
+    responses=documented(401, 413, 429, 503),
 )
 async def log_in(
     credentials: CredentialsIn,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, PositiveInt, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -74,6 +74,26 @@ class Settings(BaseSettings):
     mem_cache_max_bytes: Annotated[int, Field(ge=1_048_576)] = 64 * 1_048_576
     db_pool_size: PositiveInt = 10
     db_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """``CORS_ORIGINS=https://a.example,https://b.example``; empty keeps CORS closed."""
+        if isinstance(value, str):
+            return tuple(origin.strip() for origin in value.split(",") if origin.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each origin is ``scheme://host[:port]`` (or ``*``), as browsers send it."""
+        for origin in value:
+            if origin != "*" and (
+                not origin.startswith(("http://", "https://")) or origin.count("/") != 2
+            ):
+                raise ValueError(f"not an origin: {origin!r} (like https://app.example.com)")
+        return value
 
     @field_validator("database_url")
     @classmethod

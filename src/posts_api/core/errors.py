@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security.base import SecurityBase
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
@@ -83,6 +84,30 @@ class Unavailable(AppError):
 
     status_code = 503
     detail = "Service temporarily unavailable"
+
+
+class ErrorOut(BaseModel):
+    """Every error body: ``{"detail": ...}`` (a message, or FastAPI's list for a 422)."""
+
+    detail: Any
+
+
+ERROR_DESCRIPTIONS = {
+    401: "Missing, malformed, invalid or expired bearer token (``WWW-Authenticate: Bearer``)",
+    404: "Not found (another user's post looks exactly like a missing one)",
+    409: "Conflict with existing data",
+    413: "Request body larger than MAX_BODY_BYTES",
+    429: "Too many failed logins; retry after ``Retry-After`` seconds",
+    503: "The database is unreachable; retry later",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer, with their body."""
+    return {
+        status: {"model": ErrorOut, "description": ERROR_DESCRIPTIONS[status]}
+        for status in statuses
+    }
 
 
 def _json(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:

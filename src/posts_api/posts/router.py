@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response, status
 
 from posts_api.core.deps import CacheDep, CurrentUserId, SessionDep, SettingsDep
+from posts_api.core.errors import documented
 from posts_api.posts import service
 from posts_api.posts.schemas import PostCreatedOut, PostId, PostIn, PostOut
 
 router = APIRouter(prefix="/posts", tags=["posts"])
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such post for this user"}}
 
-
-@router.get("", response_model=list[PostOut])
+@router.get("", response_model=list[PostOut], responses=documented(401, 503))
 async def list_posts(
     user_id: CurrentUserId, session: SessionDep, cache: CacheDep, settings: SettingsDep
 ) -> Response:
@@ -24,7 +21,7 @@ async def list_posts(
     return Response(body, media_type="application/json")
 
 
-@router.post("/post", status_code=status.HTTP_201_CREATED)
+@router.post("/post", status_code=status.HTTP_201_CREATED, responses=documented(401, 413, 503))
 async def create_post(
     post: PostIn,
     user_id: CurrentUserId,
@@ -37,13 +34,13 @@ async def create_post(
     return PostCreatedOut(post_id=post_id)
 
 
-@router.get("/post/{post_id}", responses=NOT_FOUND)
+@router.get("/post/{post_id}", responses=documented(401, 404, 503))
 async def get_post(post_id: PostId, user_id: CurrentUserId, session: SessionDep) -> PostOut:
     """Return one of the caller's posts."""
     return await service.get_post(session, user_id, post_id)
 
 
-@router.put("/post/{post_id}", responses=NOT_FOUND)
+@router.put("/post/{post_id}", responses=documented(401, 404, 413, 503))
 async def update_post(
     post_id: PostId,
     post: PostIn,
@@ -56,7 +53,11 @@ async def update_post(
     return await service.update_post(session, cache, settings, user_id, post_id, post)
 
 
-@router.delete("/post/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+@router.delete(
+    "/post/{post_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=documented(401, 404, 503),
+)
 async def delete_post(
     post_id: PostId,
     user_id: CurrentUserId,
