@@ -5,7 +5,7 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 BIN := .venv/bin
 
-.PHONY: install run test lint format bench bench-smoke clean
+.PHONY: install run test lint audit format bench bench-smoke clean
 
 install: .venv/.synced
 
@@ -27,6 +27,12 @@ lint: install  ## what CI checks besides the tests
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+audit: install  ## known vulnerabilities in the locked dependencies (needs PyPI's JSON API)
+	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --format requirements-txt \
+		--output-file .venv/requirements-audit.txt --quiet
+	$(BIN)/pip-audit --strict --no-deps --disable-pip --progress-spinner off \
+		-r .venv/requirements-audit.txt
 
 format: install
 	$(BIN)/ruff check --fix .
