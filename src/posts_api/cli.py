@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from posts_api.core.config import Settings
-from posts_api.core.logging import configure_logging
+from posts_api.core.logging import LOGGING_CONFIG, configure_logging
 from posts_api.migrations import upgrade_to_head
 
 MIGRATE_TIMEOUT_SECONDS = 25.0  # the whole attempt, so a bad URL never hangs the command
@@ -76,7 +76,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         access_log=False,
         proxy_headers=False,
         server_header=False,
-        log_config=None,
+        log_config=LOGGING_CONFIG,
         timeout_graceful_shutdown=30,
     )
 

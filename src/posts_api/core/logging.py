@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
+import logging.config
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,7 +23,12 @@ SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff")]
 class JsonFormatter(logging.Formatter):
     """Format a record as one JSON object: time, level, logger, message and any ``extra``."""
 
-    RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+    # Attributes every record has, and uvicorn's terminal-coloured duplicate of its message.
+    RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {
+        "message",
+        "asctime",
+        "color_message",
+    }
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as JSON."""
@@ -41,17 +47,31 @@ class JsonFormatter(logging.Formatter):
 JsonFormatter.converter = time.gmtime
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Send every log record of the process to stderr as JSON lines."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
-    logging.getLogger("uvicorn.access").disabled = True  # AccessLog below replaces it
+# A ``logging.config.dictConfig`` schema. ``serve`` hands it to uvicorn, which applies it in
+# every worker process as well as in the supervisor.
+LOGGING_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": JsonFormatter}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "root": {"handlers": ["stderr"], "level": "INFO"},
+    "loggers": {
+        "uvicorn": {"handlers": [], "propagate": True},
+        "uvicorn.error": {"handlers": [], "propagate": True},
+        "uvicorn.access": {"handlers": [], "propagate": False},  # AccessLog below replaces it
+    },
+}
+
+
+def configure_logging() -> None:
+    """Send every log record of this process to stderr as JSON lines."""
+    logging.config.dictConfig(LOGGING_CONFIG)
 
 
 class AccessLog:
