@@ -152,6 +152,9 @@ def test_two_workers_on_mariadb_and_redis_act_as_one(tmp_path: Path) -> None:
     finally:
         assert server.stop() in STOPPED
         drop_mysql_database(database)
+    # Every worker logs each request as a JSON line (logging is set up in each process).
+    logged = [line for line in server.log.read_text().splitlines() if "posts_api.access" in line]
+    assert sum('"path": "/posts"' in line for line in logged) >= 15
 
 
 def _worker_pids(parent: int) -> list[int]:
