@@ -60,15 +60,21 @@ async def test_security_header_on_every_response(client: httpx.AsyncClient) -> N
 # the database away -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def database_proxy(backend: str) -> AsyncIterator[Proxy]:
-    """A cuttable path to the real MariaDB (MySQL set-up only)."""
+async def cuttable(backend: str, host: str, port: int) -> AsyncIterator[Proxy]:
+    """A proxy to a real server of the MySQL + Redis set-up, cut at the end of the test."""
     if backend != "mysql":
-        pytest.skip("the SQLite file cannot go away; see test_unreachable_database_is_503")
-    proxy = Proxy(MYSQL_HOST, MYSQL_PORT)
+        pytest.skip("SQLite and the in-process cache live in the process: they cannot go away")
+    proxy = Proxy(host, port)
     await proxy.restore()
     yield proxy
     await proxy.cut()
+
+
+@pytest.fixture
+async def database_proxy(backend: str) -> AsyncIterator[Proxy]:
+    """A cuttable path to the real MariaDB."""
+    async for proxy in cuttable(backend, MYSQL_HOST, MYSQL_PORT):
+        yield proxy
 
 
 async def test_unreachable_database_is_503(make_app: MakeApp) -> None:
@@ -118,13 +124,9 @@ async def test_database_lost_and_back(
 
 @pytest.fixture
 async def redis_proxy(backend: str) -> AsyncIterator[Proxy]:
-    """A cuttable path to the real Redis (MySQL + Redis set-up only)."""
-    if backend != "mysql":
-        pytest.skip("the in-process cache cannot go away")
-    proxy = Proxy(REDIS_HOST, REDIS_PORT)
-    await proxy.restore()
-    yield proxy
-    await proxy.cut()
+    """A cuttable path to the real Redis."""
+    async for proxy in cuttable(backend, REDIS_HOST, REDIS_PORT):
+        yield proxy
 
 
 async def test_unreachable_cache_serves_from_the_database(make_app: MakeApp) -> None:
