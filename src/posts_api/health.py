@@ -11,8 +11,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from posts_api.core.deps import CacheDep, SessionDep
+from posts_api.core.deps import CacheDep, SessionsDep
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)
@@ -36,9 +37,9 @@ class HealthDownOut(HealthOut):
 
 
 @router.get("/health", response_model=HealthOut, responses={503: {"model": HealthDownOut}})
-async def health(session: SessionDep, cache: CacheDep) -> JSONResponse:
+async def health(sessions: SessionsDep, cache: CacheDep) -> JSONResponse:
     """Report each backing service; 503 when either is down, the failing part marked."""
-    database: State = "ok" if await _database_answers(session) else "unavailable"
+    database: State = "ok" if await _database_answers(sessions) else "unavailable"
     cache_state: State = "ok" if await cache.check() else "unavailable"
     if database == cache_state == "ok":
         return JSONResponse(HealthOut(status="ok", database="ok", cache="ok").model_dump())
@@ -51,10 +52,10 @@ async def health(session: SessionDep, cache: CacheDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=503)
 
 
-async def _database_answers(session: SessionDep) -> bool:
+async def _database_answers(sessions: async_sessionmaker[AsyncSession]) -> bool:
     """Run ``SELECT 1`` within a bounded time."""
     try:
-        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS), sessions() as session:
             await session.execute(text("SELECT 1"))
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         log.warning("health: database unavailable: %s", type(exc).__name__)

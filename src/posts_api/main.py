@@ -17,6 +17,8 @@ from fastapi_offline import FastAPIOffline
 
 from posts_api import __version__, health
 from posts_api.auth import router as auth_router
+from posts_api.auth.service import AuthService
+from posts_api.auth.throttle import LoginThrottle
 from posts_api.core.cache import create_cache
 from posts_api.core.config import Settings
 from posts_api.core.db import create_engine, create_sessionmaker
@@ -25,6 +27,7 @@ from posts_api.core.limits import BodySizeLimit
 from posts_api.core.logging import AccessLog
 from posts_api.core.security import TokenCodec
 from posts_api.posts import router as posts_router
+from posts_api.posts.service import PostService
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,14 +52,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         redoc_url=None,
     )
-    app.state.settings = settings
-    app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.cache = cache
-    app.state.tokens = TokenCodec(
+    sessions = create_sessionmaker(engine)
+    tokens = TokenCodec(
         settings.secret_key.get_secret_value(),
         dt.timedelta(minutes=settings.access_token_expire_minutes),
     )
+    # The composition root: each per-process object is built here once, then injected.
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = sessions
+    app.state.cache = cache
+    app.state.tokens = tokens
+    app.state.auth = AuthService(sessions, tokens, LoginThrottle(cache, settings))
+    app.state.posts = PostService(sessions, cache, settings.posts_cache_ttl_seconds)
     # Outermost first: the access log sees every answer, the 413 comes before anything else.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:  # closed by default: no CORS headers, browsers refuse other sites

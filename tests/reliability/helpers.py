@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import pymysql
 import redis
 
 from tests.support import (
+    MYSQL_HOST,
+    MYSQL_PORT,
     SECRET,
     Server,
     cli_env,
@@ -61,10 +64,12 @@ class Stack:
         return mysql_url(self.database)
 
     def env(self, **extra: str) -> dict[str, str]:
-        """The environment of a ``posts-api`` process on this stack, with the suite's key."""
-        return cli_env(
-            DATABASE_URL=self.database_url, CACHE_URL=self.cache_url, SECRET_KEY=SECRET, **extra
-        )
+        """The environment of a ``posts-api`` process on this stack, with the suite's key.
+
+        ``extra`` sets more variables, or overrides these.
+        """
+        own = {"DATABASE_URL": self.database_url, "CACHE_URL": self.cache_url}
+        return cli_env(**(own | {"SECRET_KEY": SECRET} | extra))
 
 
 @contextmanager
@@ -77,6 +82,26 @@ def mariadb_stack(redis_db: int = REDIS_DB_TEST) -> Iterator[Stack]:
     finally:
         drop_mysql_database(database)
         flush_redis(redis_db)
+
+
+@contextmanager
+def mariadb_user(database: str) -> Iterator[str]:
+    """A MariaDB account with a password of its own, allowed ``database`` only; yields its URL.
+
+    The account is dropped afterwards. The password is random, so a test can search for it.
+    """
+    name = f"posts_rel_{uuid.uuid4().hex[:8]}"
+    password = f"db-{uuid.uuid4().hex}"
+    admin = mysql_connect()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'")  # hex: no quoting
+            cur.execute(f"GRANT ALL ON `{database}`.* TO '{name}'@'%'")
+        yield f"mysql://{name}:{password}@{MYSQL_HOST}:{MYSQL_PORT}/{database}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS '{name}'@'%'")
+        admin.close()
 
 
 def sqlite_env(path: Path, **extra: str) -> dict[str, str]:
@@ -186,9 +211,7 @@ class PrivateRedis:
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", str(self.cwd)]
         try:
-            self.proc = subprocess.Popen(
-                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except FileNotFoundError as exc:
             need_service("redis-server", exc)
         client = self.client()

@@ -1,0 +1,396 @@
+"""Faults with real processes: the cache goes away, the database drops us, the server dies.
+
+* Redis stopped, then restarted empty, and Redis frozen (SIGSTOP) then thawed with its data:
+  requests keep succeeding from the database, and the cache is used again with no restart,
+  without hiding a write made meanwhile.
+* MariaDB connections killed under load (``KILL``, as an admin would): every request gets an
+  answer within a bounded time, a 2xx or a JSON 503, and the service recovers by itself.
+* ``kill -9`` of the server in the middle of a write load, on SQLite and on MariaDB: after a
+  restart every acknowledged write is there and no row is half-written.
+* SIGTERM: requests in flight complete, and the process exits cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.reliability.helpers import (
+    NO_KEEPALIVE,
+    REQUEST_TIMEOUT,
+    UNAVAILABLE,
+    PrivateRedis,
+    crash,
+    kill_connections,
+    mariadb_rows,
+    mariadb_stack,
+    private_redis,
+    read_log,
+    serving,
+    sqlite_env,
+    wait_until_read,
+)
+from tests.support import (
+    PASSWORD,
+    SECRET,
+    Server,
+    User,
+    cli_env,
+    create_mysql_database,
+    drop_mysql_database,
+    mysql_url,
+    sign_up,
+)
+
+STOPPED = (0, -15)  # uvicorn exits 0, or re-raises SIGTERM once shut down: both are clean
+
+
+# the cache away -----------------------------------------------------------------------------------
+
+
+def _texts(resp: httpx.Response) -> list[str]:
+    assert resp.status_code == 200, resp.text
+    return [post["text"] for post in resp.json()]
+
+
+def _hits(redis_server: PrivateRedis) -> int:
+    client = redis_server.client()
+    try:
+        stats: dict[str, Any] = client.info("stats")  # type: ignore[assignment]
+    finally:
+        client.close()
+    return int(stats["keyspace_hits"])
+
+
+async def _cache_serves_again(http: httpx.AsyncClient, user: User, redis: PrivateRedis) -> None:
+    """Wait until every worker reads GET /posts from Redis again: nine reads, nine hits."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        await http.get("/posts", headers=user.auth)  # a miss fills the entry
+        before = _hits(redis)
+        for _ in range(9):
+            assert (await http.get("/posts", headers=user.auth)).status_code == 200
+        if _hits(redis) - before >= 9:  # one MGET per read, each a hit
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the cache was not used again after Redis came back")
+
+
+@pytest.fixture
+def mariadb_database() -> Iterator[str]:
+    """A fresh MariaDB database of the test's own, dropped afterwards."""
+    name = create_mysql_database()
+    yield name
+    drop_mysql_database(name)
+
+
+async def test_redis_stopped_frozen_and_back(tmp_path: Path, mariadb_database: str) -> None:
+    with private_redis(tmp_path) as redis:
+        env = cli_env(DATABASE_URL=mysql_url(mariadb_database), CACHE_URL=redis.url)
+        with serving(tmp_path, env | {"SECRET_KEY": SECRET}, workers=2) as server:
+            async with httpx.AsyncClient(
+                base_url=server.url, timeout=REQUEST_TIMEOUT, limits=NO_KEEPALIVE
+            ) as http:
+                user = await sign_up(http)
+                await http.post("/posts/post", json={"text": "a"}, headers=user.auth)
+                await _cache_serves_again(http, user, redis)
+
+                # Stopped: every kind of request is still answered, from the database.
+                redis.stop()
+                created = await http.post("/posts/post", json={"text": "b"}, headers=user.auth)
+                assert created.status_code == 201
+                for _ in range(4):
+                    assert _texts(await http.get("/posts", headers=user.auth)) == ["a", "b"]
+                other = await sign_up(http)
+                login = await http.post(
+                    "/auth/login", json={"email": other.email, "password": PASSWORD}
+                )
+                assert login.status_code == 200
+                health = await http.get("/health")
+                assert (health.status_code, health.json()["cache"]) == (503, "unavailable")
+
+                # Back, empty, on the same address: used again, no restart.
+                redis.start()
+                await _cache_serves_again(http, user, redis)
+                assert _texts(await http.get("/posts", headers=user.auth)) == ["a", "b"]
+                assert (await http.get("/health")).status_code == 200
+
+                # Frozen with ["a", "b"] cached: a write made meanwhile must not be hidden when
+                # the same data comes back.
+                redis.freeze()
+                created = await http.post("/posts/post", json={"text": "c"}, headers=user.auth)
+                assert created.status_code == 201
+                assert _texts(await http.get("/posts", headers=user.auth)) == ["a", "b", "c"]
+                redis.thaw()
+                await _cache_serves_again(http, user, redis)
+                for _ in range(4):
+                    assert _texts(await http.get("/posts", headers=user.auth)) == ["a", "b", "c"]
+            assert server.stop() in STOPPED
+
+
+# the database drops us ----------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What a load saw: status codes, non-JSON or unexpected 503 bodies, transport errors."""
+
+    statuses: list[int] = field(default_factory=list)
+    bad_503: list[bytes] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    created: dict[int, str] = field(default_factory=dict)
+
+    def record(self, resp: httpx.Response) -> None:
+        """Count one answer."""
+        self.statuses.append(resp.status_code)
+        if resp.status_code == 503 and (
+            resp.headers.get("content-type") != "application/json" or resp.json() != UNAVAILABLE
+        ):
+            self.bad_503.append(resp.content)
+
+
+async def _mixed_requests(http: httpx.AsyncClient, user: User, tally: Tally, n: int) -> None:
+    """Reads that need the database, and writes, one after the other."""
+    for i in range(n):
+        try:
+            if i % 3 == 0:
+                text = f"w{id(tally)}-{i}-{os.urandom(4).hex()}"
+                resp = await http.post("/posts/post", json={"text": text}, headers=user.auth)
+                if resp.status_code == 201:
+                    tally.created[resp.json()["post_id"]] = text
+            elif i % 3 == 1 and tally.created:
+                post_id = next(iter(tally.created))
+                resp = await http.get(f"/posts/post/{post_id}", headers=user.auth)
+            else:
+                resp = await http.get("/posts", headers=user.auth)
+        except httpx.HTTPError as exc:  # a timeout included: that is a hang
+            tally.errors.append(f"{type(exc).__name__}: {exc}")
+            continue
+        tally.record(resp)
+
+
+async def test_mariadb_connections_killed_under_load(tmp_path: Path) -> None:
+    with mariadb_stack() as stack, serving(tmp_path, stack.env(), workers=2) as server:
+        async with httpx.AsyncClient(
+            base_url=server.url, timeout=REQUEST_TIMEOUT, limits=NO_KEEPALIVE
+        ) as http:
+            users = [await sign_up(http) for _ in range(4)]
+            tallies = [Tally() for _ in users]
+            load = asyncio.gather(
+                *(_mixed_requests(http, u, t, 60) for u, t in zip(users, tallies, strict=True))
+            )
+            killed = 0
+            for _ in range(5):
+                await asyncio.sleep(0.3)  # spread the kills over the load
+                killed += await asyncio.to_thread(kill_connections, stack.database)
+            await load
+            assert killed > 0, "no connection of the service was found to kill"
+            for tally in tallies:
+                assert tally.errors == [], "requests that got no answer in time"
+                assert set(tally.statuses) <= {200, 201, 503}, sorted(set(tally.statuses))
+                assert tally.bad_503 == []
+
+            # Recovered by itself: ten successes in a row, within a few attempts.
+            post_id = next(iter(tallies[0].created))
+            recent: list[int] = []
+            for _ in range(40):
+                resp = await http.get(f"/posts/post/{post_id}", headers=users[0].auth)
+                recent.append(resp.status_code)
+                if recent[-10:] == [200] * 10:
+                    break
+            assert recent[-10:] == [200] * 10, recent
+
+        # Every acknowledged write survived the kills.
+        stored = dict(mariadb_rows(stack.database, "SELECT id, text FROM posts"))
+        acknowledged = {pid: text for tally in tallies for pid, text in tally.created.items()}
+        assert {pid for pid, text in acknowledged.items() if stored.get(pid) != text} == set()
+
+
+# the server dies, or is told to stop --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A server's environment and worker count, and a way to read its database directly."""
+
+    env: dict[str, str]
+    workers: int
+    rows: Callable[[str], list[tuple[Any, ...]]]
+    integrity_check: str
+
+
+def sqlite_rows(path: Path, query: str) -> list[tuple[Any, ...]]:
+    """Run one read-only ``query`` on the SQLite file ``path``."""
+    con = sqlite3.connect(path)
+    try:
+        return list(con.execute(query).fetchall())
+    finally:
+        con.close()
+
+
+@contextmanager
+def deployment(kind: str, tmp_path: Path) -> Iterator[Deployment]:
+    """``sqlite``: one worker on a file; ``mariadb``: two workers on MariaDB and Redis."""
+    if kind == "sqlite":
+        path = tmp_path / "posts.db"
+        yield Deployment(
+            sqlite_env(path), 1, lambda query: sqlite_rows(path, query), "PRAGMA integrity_check"
+        )
+        return
+    with mariadb_stack() as stack:
+        yield Deployment(
+            stack.env(), 2, lambda query: mariadb_rows(stack.database, query), "CHECK TABLE posts"
+        )
+
+
+def checked_text(tag: str) -> str:
+    """A unique post text of 1 to 64 KiB, derived from ``tag``: a torn copy matches nothing."""
+    digest = hashlib.sha256(tag.encode()).hexdigest()
+    size = 1 + int(digest[:8], 16) % 65536
+    return f"{tag}:" + (digest * (size // len(digest) + 1))[:size]
+
+
+@dataclass
+class Ledger:
+    """Every write a load sent, in order per post, and which ones the server acknowledged."""
+
+    history: dict[int, list[str]] = field(default_factory=dict)  # post id -> texts, in order
+    acknowledged: dict[int, int] = field(default_factory=dict)  # post id -> last acked index
+    sent: set[str] = field(default_factory=set)
+    acks: int = 0
+
+
+async def _writer(
+    http: httpx.AsyncClient, user: User, ledger: Ledger, name: str, enough: asyncio.Event
+) -> None:
+    """Create posts and update them, one request at a time, until the server is gone."""
+    own: list[int] = []
+    for n in range(10_000):  # bounded: the crash comes long before
+        text = checked_text(f"{name}-{n}")
+        ledger.sent.add(text)
+        try:
+            if own and n % 2:
+                post_id = own[n % len(own)]
+                ledger.history[post_id].append(text)
+                resp = await http.put(
+                    f"/posts/post/{post_id}", json={"text": text}, headers=user.auth
+                )
+                assert resp.status_code == 200, resp.text
+                ledger.acknowledged[post_id] = len(ledger.history[post_id]) - 1
+            else:
+                resp = await http.post("/posts/post", json={"text": text}, headers=user.auth)
+                assert resp.status_code == 201, resp.text
+                post_id = resp.json()["post_id"]
+                own.append(post_id)
+                ledger.history[post_id] = [text]
+                ledger.acknowledged[post_id] = 0
+        except httpx.TransportError:
+            return  # the server is gone
+        ledger.acks += 1
+        if ledger.acks >= 80:
+            enough.set()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mariadb"])
+async def test_kill_9_during_writes_loses_no_acknowledged_write(kind: str, tmp_path: Path) -> None:
+    ledger = Ledger()
+    with deployment(kind, tmp_path) as where:
+        with serving(tmp_path, where.env, where.workers) as server:
+            async with httpx.AsyncClient(
+                base_url=server.url, timeout=REQUEST_TIMEOUT, limits=NO_KEEPALIVE
+            ) as http:
+                users = [await sign_up(http) for _ in range(6)]
+                enough = asyncio.Event()
+                writers = [
+                    asyncio.create_task(_writer(http, user, ledger, f"w{i}", enough))
+                    for i, user in enumerate(users)
+                ]
+                await asyncio.wait_for(enough.wait(), 120)
+                crash(server)  # requests are in flight on every writer
+                await asyncio.gather(*writers)
+        assert server.proc.returncode == -signal.SIGKILL
+
+        with serving(tmp_path, where.env, where.workers) as server:
+            async with httpx.AsyncClient(base_url=server.url, timeout=REQUEST_TIMEOUT) as http:
+                listed: dict[int, str] = {}
+                for user in users:
+                    resp = await http.get("/posts", headers=user.auth)
+                    listed |= {post["post_id"]: post["text"] for post in resp.json()}
+        stored = dict(where.rows("SELECT id, text FROM posts"))
+        integrity = where.rows(where.integrity_check)
+
+    assert listed == stored, "the API and the database disagree"
+    lost = [
+        post_id
+        for post_id, index in ledger.acknowledged.items()
+        if stored.get(post_id) not in ledger.history[post_id][index:]
+    ]
+    assert lost == [], f"acknowledged writes missing after the crash: {lost}"
+    assert [post_id for post_id, text in stored.items() if text not in ledger.sent] == []
+    assert integrity[0][-1].lower() == "ok", integrity
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mariadb"])
+async def test_sigterm_lets_requests_in_flight_finish(kind: str, tmp_path: Path) -> None:
+    in_flight = 4
+    with deployment(kind, tmp_path) as where:
+        server = Server(tmp_path, where.env, where.workers)
+        clients = [
+            httpx.AsyncClient(base_url=server.url, timeout=REQUEST_TIMEOUT)
+            for _ in range(in_flight)
+        ]
+        try:
+            server.wait_ready()
+            user = await sign_up(clients[0])
+            gate = asyncio.Event()
+            halfway = asyncio.Semaphore(0)
+
+            async def body(i: int) -> AsyncIterator[bytes]:
+                yield f'{{"text": "in flight {i}'.encode()
+                halfway.release()  # the first half is on the wire
+                await gate.wait()
+                yield b'"}'
+
+            for client in clients:  # one open connection each, accepted by the server
+                assert (await client.get("/health")).status_code == 200
+            headers = user.auth | {"Content-Type": "application/json"}
+            posts = [
+                asyncio.create_task(client.post("/posts/post", content=body(i), headers=headers))
+                for i, client in enumerate(clients)
+            ]
+            for _ in range(in_flight):
+                await asyncio.wait_for(halfway.acquire(), 20)
+            await asyncio.to_thread(wait_until_read, server.port, in_flight)
+
+            os.kill(server.proc.pid, signal.SIGTERM)
+            await asyncio.to_thread(_wait_for_shutdown, server, where.workers)
+            gate.set()  # the rest of each body arrives after the shutdown has begun
+            answers = await asyncio.gather(*posts)
+            assert [a.status_code for a in answers] == [201] * in_flight
+            assert await asyncio.to_thread(server.proc.wait, 40) in STOPPED
+        finally:
+            for client in clients:
+                await client.aclose()
+            server.stop()
+        texts = {text for (text,) in where.rows("SELECT text FROM posts")}
+    assert texts == {f"in flight {i}" for i in range(in_flight)}
+
+
+def _wait_for_shutdown(server: Server, workers: int) -> None:
+    """Wait until every serving process has logged that it is shutting down."""
+    deadline = time.monotonic() + 20
+    while read_log(server).count("Shutting down") < workers:
+        assert time.monotonic() < deadline, read_log(server)[-3000:]
+        time.sleep(0.05)
