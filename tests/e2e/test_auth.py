@@ -196,3 +196,15 @@ async def test_login_throttled_per_address(make_app: MakeApp) -> None:
     resp = await client.post("/auth/login", json={"email": user.email, "password": PASSWORD})
     assert resp.status_code == 429
     assert int(resp.headers["retry-after"]) > 0
+
+
+async def test_test_domains_are_accepted_other_special_use_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    ok = await client.post(
+        "/auth/signup", json={"email": new_email().replace(".com", ".test"), "password": PASSWORD}
+    )
+    assert ok.status_code == 201
+    for email in ("a@localhost", "a@b.invalid", "a@[127.0.0.1]"):
+        resp = await client.post("/auth/signup", json={"email": email, "password": PASSWORD})
+        assert resp.status_code == 422, email

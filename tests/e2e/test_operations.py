@@ -260,3 +260,22 @@ async def test_cors_allows_configured_origins_only(make_app: MakeApp) -> None:
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
     other = await client.get("/health", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_405_allow_lists_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    resp = await client.patch("/posts/post/1")
+    assert_clean_error(resp, 405)
+    assert resp.headers["allow"] == "DELETE, GET, PUT"
+
+
+async def test_body_that_is_not_utf8_is_422_after_the_token(
+    client: httpx.AsyncClient, user: User
+) -> None:
+    body = b'{"text": "\xff\xfe"}'
+    json_type = {"content-type": "application/json"}
+    resp = await client.post("/posts/post", content=body, headers={**user.auth, **json_type})
+    assert_clean_error(resp, 422)
+    bad_token = await client.post(
+        "/posts/post", content=body, headers={"Authorization": "Bearer x", **json_type}
+    )
+    assert_clean_error(bad_token, 401)

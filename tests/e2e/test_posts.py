@@ -259,3 +259,15 @@ async def test_a_full_mebibyte_post_round_trips(client: httpx.AsyncClient, user:
     post_id = resp.json()["post_id"]
     assert (await client.get(f"/posts/post/{post_id}", headers=user.auth)).json()["text"] == text
     assert (await client.get("/posts", headers=user.auth)).json()[0]["text"] == text
+
+
+async def test_update_answers_with_what_it_wrote(client: httpx.AsyncClient, user: User) -> None:
+    """Racing updates: each 200 carries its own text, and the final text is one of them."""
+    post_id = await create(client, user, "start")
+    texts = [f"writer {i}" for i in range(6)]
+    responses = await asyncio.gather(
+        *(client.put(f"/posts/post/{post_id}", json={"text": t}, headers=user.auth) for t in texts)
+    )
+    assert [r.json()["text"] for r in responses] == texts
+    final = (await client.get(f"/posts/post/{post_id}", headers=user.auth)).json()["text"]
+    assert final in texts

@@ -8,12 +8,14 @@ still leaves no process and no database behind.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ import httpx
 import pymysql
 import redis
 
+from tests.proxy import Proxy
 from tests.support import (
     MYSQL_HOST,
     MYSQL_PORT,
@@ -211,9 +214,10 @@ class PrivateRedis:
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", str(self.cwd)]
         try:
-            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except FileNotFoundError as exc:
             need_service("redis-server", exc)
+        self.proc = proc
         client = self.client()
         try:
             deadline = time.monotonic() + 10
@@ -222,7 +226,7 @@ class PrivateRedis:
                     client.ping()
                     return
                 except redis.ConnectionError:
-                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                    if time.monotonic() > deadline or proc.poll() is not None:
                         raise
                     time.sleep(0.05)
         finally:
@@ -266,6 +270,58 @@ def private_redis(cwd: Path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+class BackgroundProxy:
+    """``tests.proxy.Proxy`` on an event loop in a thread of its own.
+
+    It keeps forwarding while the test blocks (starting a server, say), and ``cut()`` and
+    ``restore()`` can be called from anywhere.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        """Start the loop and listen on a free port, forwarding to the target."""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._proxy = Proxy(target_host, target_port)
+        self.port = self._proxy.port
+        self.restore()
+
+    def _run(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    def restore(self) -> None:
+        """Listen again and forward new connections."""
+        self._run(self._proxy.restore())
+
+    def cut(self) -> None:
+        """Drop every connection and refuse new ones."""
+        self._run(self._proxy.cut())
+
+    def close(self) -> None:
+        """Cut, finish every forwarding task, and stop the loop and its thread."""
+        self._run(self._shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _shutdown(self) -> None:
+        await self._proxy.cut()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextmanager
+def background_proxy(target_host: str, target_port: int) -> Iterator[BackgroundProxy]:
+    """A listening ``BackgroundProxy``, closed however the block ends."""
+    proxy = BackgroundProxy(target_host, target_port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
 
 
 def bearer(token: str) -> dict[str, str]:

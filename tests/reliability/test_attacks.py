@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -33,6 +34,7 @@ from tests.reliability.helpers import (
 from tests.support import PASSWORD, SECRET, Server, User, claims, new_email
 
 WRONG_PASSWORD = "not the password, but close"
+JSON = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 server.url + "/auth/signup", json={"email": email, "password": PASSWORD}
             )
             token = signup.json()["access_token"]
-            user_id = int(_decode_part(token.split(".")[1])["sub"])
+            user_id = int(jwt.decode(token, options={"verify_signature": False})["sub"])
             password = make_url(database_url).password
             assert password
             yield Deployment(server, User(email, token, user_id), password)
@@ -71,11 +73,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _decode_part(part: str) -> dict[str, Any]:
-    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    return decoded
 
 
 def forge(
@@ -237,6 +234,7 @@ def test_nosniff_on_every_kind_of_answer(deployment: Deployment) -> None:
             "413": http.post("/posts/post", content=b"x" * 1_048_577, headers=auth),
             "422": http.post("/posts/post", json={"text": ""}, headers=auth),
             "204": http.delete(post, headers=auth),
+            "429": _throttled(http),
         }
     statuses = {name: resp.status_code for name, resp in answers.items()}
     assert statuses == {name: int(name.split()[0]) for name in answers}
@@ -244,6 +242,38 @@ def test_nosniff_on_every_kind_of_answer(deployment: Deployment) -> None:
         name for name, r in answers.items() if r.headers.get("x-content-type-options") != "nosniff"
     ]
     assert missing == []
+
+
+def _throttled(http: httpx.Client) -> httpx.Response:
+    """Fail log-ins for one (unknown) email until the throttle answers; return that answer."""
+    attempt = {"email": new_email("throttled"), "password": WRONG_PASSWORD}
+    for _ in range(10):  # LOGIN_MAX_FAILURES_PER_EMAIL, by default
+        http.post("/auth/login", json=attempt)
+    return http.post("/auth/login", json=attempt)
+
+
+# bad input ----------------------------------------------------------------------------------------
+
+
+def test_a_body_that_is_not_utf8_is_malformed_json(deployment: Deployment) -> None:
+    """JSON must be UTF-8: other bytes are malformed JSON, a 422 (a 401 first without a token),
+    not FastAPI's undocumented 400."""
+    body = b'{"text": "caf\xe9"}'
+    with httpx.Client(base_url=deployment.url, timeout=20) as http:
+        for path in ("/posts/post", "/auth/signup"):
+            resp = http.post(path, content=body, headers=deployment.user.auth | JSON)
+            assert resp.status_code == 422, (path, resp.status_code, resp.text)
+            assert isinstance(resp.json()["detail"], list)
+        anonymous = http.post("/posts/post", content=body, headers=JSON)
+    assert anonymous.status_code == 401, anonymous.text
+
+
+def test_405_names_every_method_of_the_path(deployment: Deployment) -> None:
+    """``Allow`` lists what the path serves (RFC 9110), not only the first route's method."""
+    resp = httpx.patch(deployment.url + "/posts/post/1", headers=deployment.user.auth)
+    assert resp.status_code == 405
+    allowed = {method.strip() for method in resp.headers["allow"].split(",")}
+    assert allowed >= {"GET", "PUT", "DELETE"}, resp.headers["allow"]
 
 
 def test_garbage_on_the_socket_harms_nothing(deployment: Deployment) -> None:

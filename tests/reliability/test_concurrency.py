@@ -48,9 +48,11 @@ def host_env(stack: Stack) -> dict[str, str]:
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     """Two workers on a fresh MariaDB database and Redis."""
     workdir = tmp_path_factory.mktemp("concurrency")
-    with mariadb_stack(REDIS_DB_MODULE) as stack:
-        with serving(workdir, host_env(stack), workers=2) as server:
-            yield Host(stack, server, workdir)
+    with (
+        mariadb_stack(REDIS_DB_MODULE) as stack,
+        serving(workdir, host_env(stack), workers=2) as server,
+    ):
+        yield Host(stack, server, workdir)
 
 
 @pytest.fixture
@@ -92,10 +94,9 @@ async def test_racing_updates_and_deletes_of_one_post(http: httpx.AsyncClient) -
     updates += [put(kept_url, f"b{i}") for i in range(16)]
     deletes = [http.delete(doomed_url, headers=user.auth) for _ in range(4)]
     lists = [http.get("/posts", headers=user.auth) for _ in range(8)]
-    results = await asyncio.gather(asyncio.gather(*updates), *deletes, *lists)
-    put_results: list[tuple[str, httpx.Response]] = results[0]
-    delete_answers: list[httpx.Response] = list(results[1:5])
-    list_answers: list[httpx.Response] = list(results[5:])
+    put_results, delete_answers, list_answers = await asyncio.gather(
+        asyncio.gather(*updates), asyncio.gather(*deletes), asyncio.gather(*lists)
+    )
 
     assert Counter(a.status_code for a in delete_answers) == {204: 1, 404: 3}
     assert {a.status_code for a in list_answers} == {200}

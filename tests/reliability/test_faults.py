@@ -18,6 +18,7 @@ import os
 import signal
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,7 +32,9 @@ from tests.reliability.helpers import (
     NO_KEEPALIVE,
     REQUEST_TIMEOUT,
     UNAVAILABLE,
+    BackgroundProxy,
     PrivateRedis,
+    background_proxy,
     crash,
     kill_connections,
     mariadb_rows,
@@ -65,24 +68,30 @@ def _texts(resp: httpx.Response) -> list[str]:
     return [post["text"] for post in resp.json()]
 
 
-def _hits(redis_server: PrivateRedis) -> int:
+def _calls(redis_server: PrivateRedis) -> Counter[str]:
+    """How many times Redis has run each command so far."""
     client = redis_server.client()
     try:
-        stats: dict[str, Any] = client.info("stats")  # type: ignore[assignment]
+        stats: dict[str, dict[str, Any]] = client.info("commandstats")
     finally:
         client.close()
-    return int(stats["keyspace_hits"])
+    return Counter({name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()})
 
 
 async def _cache_serves_again(http: httpx.AsyncClient, user: User, redis: PrivateRedis) -> None:
-    """Wait until every worker reads GET /posts from Redis again: nine reads, nine hits."""
+    """Wait until every worker answers GET /posts from Redis again.
+
+    A read that uses the cache sends one MGET, and a hit sends nothing else: nine reads must
+    make nine MGETs and no SET (a SET would be a miss refilling the entry).
+    """
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         await http.get("/posts", headers=user.auth)  # a miss fills the entry
-        before = _hits(redis)
+        before = _calls(redis)
         for _ in range(9):
             assert (await http.get("/posts", headers=user.auth)).status_code == 200
-        if _hits(redis) - before >= 9:  # one MGET per read, each a hit
+        after = _calls(redis)
+        if (after["mget"] - before["mget"], after["set"] - before["set"]) == (9, 0):
             return
         await asyncio.sleep(0.2)
     raise AssertionError("the cache was not used again after Redis came back")
@@ -96,48 +105,77 @@ def mariadb_database() -> Iterator[str]:
     drop_mysql_database(name)
 
 
-async def test_redis_stopped_frozen_and_back(tmp_path: Path, mariadb_database: str) -> None:
-    with private_redis(tmp_path) as redis:
-        env = cli_env(DATABASE_URL=mysql_url(mariadb_database), CACHE_URL=redis.url)
-        with serving(tmp_path, env | {"SECRET_KEY": SECRET}, workers=2) as server:
+async def test_redis_stopped_frozen_cut_and_back(tmp_path: Path, mariadb_database: str) -> None:
+    """Three cache faults in turn on a two-worker server, which is never restarted.
+
+    Stopped (then restarted empty), frozen (SIGSTOP: connections hang), and cut off with its
+    data kept (a cuttable proxy drops every connection): requests keep succeeding from the
+    database, the cache is used again once it is back, and no write made meanwhile is hidden.
+    """
+    with (
+        private_redis(tmp_path) as redis,
+        background_proxy("127.0.0.1", redis.port) as proxy,
+    ):
+        env = cli_env(
+            DATABASE_URL=mysql_url(mariadb_database),
+            CACHE_URL=f"redis://127.0.0.1:{proxy.port}/0",
+            SECRET_KEY=SECRET,
+        )
+        with serving(tmp_path, env, workers=2) as server:
             async with httpx.AsyncClient(
                 base_url=server.url, timeout=REQUEST_TIMEOUT, limits=NO_KEEPALIVE
             ) as http:
-                user = await sign_up(http)
-                await http.post("/posts/post", json={"text": "a"}, headers=user.auth)
-                await _cache_serves_again(http, user, redis)
-
-                # Stopped: every kind of request is still answered, from the database.
-                redis.stop()
-                created = await http.post("/posts/post", json={"text": "b"}, headers=user.auth)
-                assert created.status_code == 201
-                for _ in range(4):
-                    assert _texts(await http.get("/posts", headers=user.auth)) == ["a", "b"]
-                other = await sign_up(http)
-                login = await http.post(
-                    "/auth/login", json={"email": other.email, "password": PASSWORD}
-                )
-                assert login.status_code == 200
-                health = await http.get("/health")
-                assert (health.status_code, health.json()["cache"]) == (503, "unavailable")
-
-                # Back, empty, on the same address: used again, no restart.
-                redis.start()
-                await _cache_serves_again(http, user, redis)
-                assert _texts(await http.get("/posts", headers=user.auth)) == ["a", "b"]
-                assert (await http.get("/health")).status_code == 200
-
-                # Frozen with ["a", "b"] cached: a write made meanwhile must not be hidden when
-                # the same data comes back.
-                redis.freeze()
-                created = await http.post("/posts/post", json={"text": "c"}, headers=user.auth)
-                assert created.status_code == 201
-                assert _texts(await http.get("/posts", headers=user.auth)) == ["a", "b", "c"]
-                redis.thaw()
-                await _cache_serves_again(http, user, redis)
-                for _ in range(4):
-                    assert _texts(await http.get("/posts", headers=user.auth)) == ["a", "b", "c"]
+                await _cache_faults(http, redis, proxy)
             assert server.stop() in STOPPED
+
+
+async def _cache_faults(
+    http: httpx.AsyncClient, redis: PrivateRedis, proxy: BackgroundProxy
+) -> None:
+    """Stop, freeze and cut the cache in turn, checking every answer in between."""
+    user = await sign_up(http)
+    await http.post("/posts/post", json={"text": "a"}, headers=user.auth)
+    await _cache_serves_again(http, user, redis)
+
+    # Stopped: every kind of request is still answered, from the database.
+    redis.stop()
+    assert (
+        await http.post("/posts/post", json={"text": "b"}, headers=user.auth)
+    ).status_code == 201
+    for _ in range(4):
+        assert _texts(await http.get("/posts", headers=user.auth)) == ["a", "b"]
+    other = await sign_up(http)
+    login = await http.post("/auth/login", json={"email": other.email, "password": PASSWORD})
+    assert login.status_code == 200
+    health = await http.get("/health")
+    assert (health.status_code, health.json()["cache"]) == (503, "unavailable")
+
+    # Back, empty, on the same address: used again, with no restart.
+    redis.start()
+    await _cache_serves_again(http, user, redis)
+    assert (await http.get("/health")).status_code == 200
+
+    # Frozen: each worker waits out the cache's short timeout once, then does without it.
+    redis.freeze()
+    assert (
+        await http.post("/posts/post", json={"text": "c"}, headers=user.auth)
+    ).status_code == 201
+    for _ in range(4):
+        assert _texts(await http.get("/posts", headers=user.auth)) == ["a", "b", "c"]
+    redis.thaw()
+    await _cache_serves_again(http, user, redis)
+
+    # Cut off with ["a", "b", "c"] cached, and back with that data: the write made meanwhile
+    # could not invalidate the entry, yet it must not be hidden by it.
+    proxy.cut()
+    assert (
+        await http.post("/posts/post", json={"text": "d"}, headers=user.auth)
+    ).status_code == 201
+    assert _texts(await http.get("/posts", headers=user.auth)) == ["a", "b", "c", "d"]
+    proxy.restore()
+    await _cache_serves_again(http, user, redis)
+    for _ in range(4):
+        assert _texts(await http.get("/posts", headers=user.auth)) == ["a", "b", "c", "d"]
 
 
 # the database drops us ----------------------------------------------------------------------------
@@ -166,7 +204,7 @@ async def _mixed_requests(http: httpx.AsyncClient, user: User, tally: Tally, n: 
     for i in range(n):
         try:
             if i % 3 == 0:
-                text = f"w{id(tally)}-{i}-{os.urandom(4).hex()}"
+                text = f"{user.id}-{i}"
                 resp = await http.post("/posts/post", json={"text": text}, headers=user.auth)
                 if resp.status_code == 201:
                     tally.created[resp.json()["post_id"]] = text
@@ -182,23 +220,29 @@ async def _mixed_requests(http: httpx.AsyncClient, user: User, tally: Tally, n: 
 
 
 async def test_mariadb_connections_killed_under_load(tmp_path: Path) -> None:
+    """Every connection of the service killed, again and again, while four clients read and
+    write: each request is answered in time (a 2xx, or the JSON 503), then all is well again."""
     with mariadb_stack() as stack, serving(tmp_path, stack.env(), workers=2) as server:
         async with httpx.AsyncClient(
             base_url=server.url, timeout=REQUEST_TIMEOUT, limits=NO_KEEPALIVE
         ) as http:
             users = [await sign_up(http) for _ in range(4)]
             tallies = [Tally() for _ in users]
-            load = asyncio.gather(
-                *(_mixed_requests(http, u, t, 60) for u, t in zip(users, tallies, strict=True))
+            load = asyncio.ensure_future(
+                asyncio.gather(
+                    *(_mixed_requests(http, u, t, 60) for u, t in zip(users, tallies, strict=True))
+                )
             )
             killed = 0
-            for _ in range(5):
-                await asyncio.sleep(0.3)  # spread the kills over the load
+            for _ in range(30):  # while the load runs, a few rounds of KILLs
+                await asyncio.sleep(0.2)
+                if load.done():
+                    break
                 killed += await asyncio.to_thread(kill_connections, stack.database)
             await load
             assert killed > 0, "no connection of the service was found to kill"
             for tally in tallies:
-                assert tally.errors == [], "requests that got no answer in time"
+                assert tally.errors == [], "requests with no answer in time (a hang)"
                 assert set(tally.statuses) <= {200, 201, 503}, sorted(set(tally.statuses))
                 assert tally.bad_503 == []
 

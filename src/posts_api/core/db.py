@@ -100,7 +100,8 @@ def create_engine(settings: Settings, *, autocommit: bool = True) -> AsyncEngine
     """
     url = settings.database
     timeout = settings.db_timeout_seconds
-    options: dict[str, Any] = {"pool_pre_ping": False}
+    # hide_parameters: a logged database error shows the SQL, never the values (emails, hashes).
+    options: dict[str, Any] = {"pool_pre_ping": False, "hide_parameters": True}
     if autocommit:
         options |= {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True}
     if is_sqlite(url):

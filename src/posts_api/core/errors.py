@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from posts_api.core.security import InvalidToken, bearer_token
 
@@ -119,9 +120,29 @@ async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     return _json(exc.status_code, exc.detail, exc.response_headers())
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return _json(exc.status_code, exc.detail, dict(exc.headers or {}))
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI answers a body that is not UTF-8 with a 400: it is malformed JSON, a 422
+        # (after the token check, like any other bad body).
+        error = {"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}
+        return await _validation_error(request, RequestValidationError([error]))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        headers["Allow"] = ", ".join(allowed)
+    return _json(exc.status_code, exc.detail, headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the API declares at the request's path.
+
+    Starlette's 405 names only the methods of the first route matching the path, but ``Allow``
+    must list them all (RFC 9110), e.g. ``DELETE, GET, PUT`` for ``/posts/post/{post_id}``.
+    """
+    for template, operations in request.app.openapi()["paths"].items():
+        if compile_path(template)[0].fullmatch(request.scope["path"]):
+            return sorted(method.upper() for method in operations)
+    return []
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

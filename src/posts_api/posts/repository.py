@@ -8,6 +8,7 @@ no row. Every method is one statement, except ``update_owned`` on databases with
 from __future__ import annotations
 
 import datetime as dt
+from typing import NamedTuple
 
 from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,15 @@ from posts_api.posts.models import Post
 COLUMNS = (Post.id.label("post_id"), Post.text, Post.created_at, Post.updated_at)
 PostRow = Row[int, str, dt.datetime, dt.datetime]
 """A post as selected: ``post_id``, ``text``, ``created_at``, ``updated_at``."""
+
+
+class UpdatedPost(NamedTuple):
+    """A post as an UPDATE left it, where the database cannot return it (no RETURNING)."""
+
+    post_id: int
+    text: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
 
 
 class UnknownOwner(Exception):
@@ -54,15 +64,24 @@ class PostRepository:
         stmt = select(*COLUMNS).where(Post.id == post_id, Post.user_id == user_id)
         return (await self.session.execute(stmt)).one_or_none()
 
-    async def update_owned(self, post_id: int, user_id: int, text: str) -> PostRow | None:
-        """UPDATE the text of the user's post; return the post as updated, or ``None``."""
+    async def update_owned(
+        self, post_id: int, user_id: int, text: str
+    ) -> PostRow | UpdatedPost | None:
+        """UPDATE the text of the user's post; return it as this update left it, or ``None``.
+
+        Without ``UPDATE ... RETURNING`` (MySQL, MariaDB) only ``created_at`` is read back: the
+        text and the time are this update's own, where re-reading them could return those of
+        a concurrent update that landed in between.
+        """
         owned = (Post.id == post_id, Post.user_id == user_id)
-        stmt = update(Post).where(*owned).values(text=text, updated_at=utcnow())
+        now = utcnow()
+        stmt = update(Post).where(*owned).values(text=text, updated_at=now)
         if self.session.get_bind().dialect.update_returning:
             return (await self.session.execute(stmt.returning(*COLUMNS))).one_or_none()
         if (await execute_dml(self.session, stmt)).rowcount == 0:
             return None
-        return await self.get_owned(post_id, user_id)
+        created_at = await self.session.scalar(select(Post.created_at).where(*owned))
+        return None if created_at is None else UpdatedPost(post_id, text, created_at, now)
 
     async def delete_owned(self, post_id: int, user_id: int) -> bool:
         """DELETE the user's post; ``False`` if there was none to delete."""
