@@ -5,7 +5,7 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 BIN := .venv/bin
 
-.PHONY: install run test lint audit format bench bench-smoke clean
+.PHONY: install run test lint audit format bench bench-smoke soak clean
 
 install: .venv/.synced
 
@@ -37,6 +37,15 @@ audit: install  ## known vulnerabilities in the locked dependencies (needs PyPI'
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+bench: install  ## the full benchmark (~30 min): writes BENCHMARKS.md and bench/ceiling.png
+	$(BIN)/python -m bench
+
+bench-smoke: install  ## the benchmark end to end in a few minutes; fails if any request failed
+	$(BIN)/python -m bench --smoke
+
+soak: install  ## three minutes of mixed load on two workers (MariaDB + Redis); see RELIABILITY.md
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -101,3 +101,21 @@ def test_bearer_token_parsing(header: str, token: str) -> None:
 def test_bearer_token_refusals(header: str | None) -> None:
     with pytest.raises(InvalidToken):
         bearer_token(header)
+
+
+async def test_hashing_uses_one_low_priority_thread() -> None:
+    """Concurrent hashes queue on one thread, which runs at a lower CPU priority than the loop."""
+    import os
+
+    seen: set[tuple[int, int]] = set()
+
+    def probe() -> None:
+        seen.add(
+            (threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        )
+
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(security._hashing, probe) for _ in range(8)))
+    assert len(seen) == 1
+    ((_, niceness),) = seen
+    assert niceness >= os.getpriority(os.PRIO_PROCESS, 0) + 1

@@ -1,0 +1,676 @@
+"""The benchmark run: its command line, and the order in which everything happens.
+
+For each set-up (SQLite + mem:// with 1 worker; MariaDB + Redis with 2 workers):
+
+1. a fresh database (and Redis database 14, flushed), then ``posts-api serve`` on it;
+2. users and posts made through the API (``bench.seed``), and the request files wrk replays;
+3. the other servers: the app on granian, the bare ASGI app and the minimal FastAPI route on
+   uvicorn and on granian, all answering with the bytes the real service returned;
+4. one unrecorded warm-up pass, the memory of every server, then the rounds: every scenario in
+   each round, the order rotated by one each round; before each round the pool of posts for
+   DELETE is topped up (through the API, with wrk) so DELETE always has real posts to delete;
+5. the memory of every server again, then the database statements per request;
+6. every server stopped, its log checked for warnings and errors, the database dropped.
+
+Then, once: the profile of the cached GET (on the SQLite database) and the memory of the
+in-process cache with 100,000 users' entries. On 1-worker set-ups the servers run on CPU 1 and
+wrk (and this process) on CPU 0. Results go to ``bench/results/<time>/results.json``; a full or
+short run also writes BENCHMARKS.md and its chart (``--no-report`` to skip), a smoke run only
+checks. The exit status is 1 if any request failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pymysql
+import redis
+
+from bench import loadgen, report, seed
+from bench.bootstrap import BENCH_DIR, REPO_DIR, say
+from bench.scenarios import (
+    FULL,
+    LOAD_CPUS,
+    SCENARIOS,
+    SERVER_CPUS,
+    SERVER_KINDS,
+    SETUPS,
+    SMOKE,
+    Plan,
+    Scenario,
+    SetUp,
+)
+from bench.servers import KIND_TITLES, Server, clean_env, stop_all
+from bench.statements import EngineCounter, GeneralLogCounter, count_all, general_log_on
+
+RESULTS_DIR = BENCH_DIR / "results"
+REDIS_DB = 14  # the test suite owns 11 and 12
+SUBPROCESS_TIMEOUT_S = 900
+PAUSE_S = 0.3  # between two loads, for sockets to settle
+PACKAGES = (
+    "fastapi",
+    "starlette",
+    "pydantic",
+    "pydantic-core",
+    "sqlalchemy",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "granian",
+    "aiosqlite",
+    "asyncmy",
+    "redis",
+    "pyjwt",
+    "argon2-cffi",
+)
+
+
+class SetUpRun:
+    """One set-up, from an empty database to stopped servers; ``run()`` returns its results."""
+
+    def __init__(self, setup: SetUp, plan: Plan, directory: Path, run_id: str) -> None:
+        """Prepare to run ``setup`` at the size of ``plan``, writing into ``directory``."""
+        self.setup = setup
+        self.plan = plan
+        self.dir = directory
+        self.run_id = run_id
+        self.secret = secrets.token_urlsafe(48)
+        self.requests_dir = directory / "requests"
+        self.bodies_path = directory / "bodies.json"
+        self.servers: dict[str, Server] = {}
+        self.users: dict[str, list[seed.Account]] = {}
+        self.database_url = ""
+        self.database_name = ""
+        self.delete_rps: float | None = None
+        self.fill_rps: float | None = None
+        self.loads = 0
+        self.pool_sizes: list[int] = []
+        self.redis_for_profile = False  # set when Redis is known to be there
+
+    @property
+    def server_cpus(self) -> str | None:
+        """CPU list for servers (pinned set-ups only)."""
+        return SERVER_CPUS if self.setup.pinned else None
+
+    @property
+    def load_cpus(self) -> str | None:
+        """CPU list for wrk (pinned set-ups only)."""
+        return LOAD_CPUS if self.setup.pinned else None
+
+    def run(self) -> dict[str, Any]:
+        """Everything for this set-up; servers are stopped and the database dropped at the end."""
+        self.dir.mkdir(parents=True)
+        self.requests_dir.mkdir()
+        result: dict[str, Any] = {
+            "title": self.setup.title,
+            "workers": self.setup.workers,
+            "pinned": self.setup.pinned,
+            "connections": self.plan.connections(self.setup),
+        }
+        affinity = os.sched_getaffinity(0)
+        with contextlib.ExitStack() as stack:
+            env = self._backing_store(stack)
+            app = self._start("app", env, stack)
+            say(f"{self.setup.key}: seeding users and posts through the API")
+            self.users = asyncio.run(self._seed(app.url))
+            result["users"] = {group: len(accounts) for group, accounts in self.users.items()}
+            self._write_requests()
+            others = [self._start(k, env, stack, wait=False) for k in SERVER_KINDS if k != "app"]
+            for server in others:
+                server.wait_ready()
+            if self.setup.pinned:
+                os.sched_setaffinity(0, {int(LOAD_CPUS)})
+                stack.callback(os.sched_setaffinity, 0, affinity)
+            if self.plan.warmup_s:
+                say(f"{self.setup.key}: warm-up pass ({self.plan.warmup_s} s per scenario)")
+                self._top_up_pool(self.plan.warmup_s)
+                for scenario in SCENARIOS:
+                    self._measure(scenario, self.plan.warmup_s)
+            result["memory_after_warmup"] = self._memory()
+            result["rounds"] = [self._round(r) for r in range(self.plan.rounds)]
+            result["memory_end"] = self._memory()
+            result["delete_pool"] = self.pool_sizes
+            say(f"{self.setup.key}: counting database statements per request")
+            result["statements"] = asyncio.run(self._count_statements(app.url))
+            stop_all(list(self.servers.values()))  # before their logs are read
+        result["logs"] = {kind: summarize_log(s.log_path) for kind, s in self.servers.items()}
+        result["servers"] = {kind: KIND_TITLES[kind] for kind in self.servers}
+        return result
+
+    # set-up ---------------------------------------------------------------------------------
+    def _backing_store(self, stack: contextlib.ExitStack) -> dict[str, str]:
+        """Create the database (and flush the cache); return the service's environment."""
+        if self.setup.key == "sqlite":
+            self.database_url = f"sqlite:///{self.dir / 'posts.db'}"
+            cache_url = "mem://"
+        else:
+            self.database_name = f"posts_api_bench_{self.run_id}"
+            con = _mysql()
+            with con.cursor() as cur:
+                cur.execute(
+                    f"CREATE DATABASE `{self.database_name}` "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
+            con.close()
+            stack.callback(_drop_database, self.database_name)
+            _flush_redis()
+            stack.callback(_flush_redis)
+            self.database_url = f"mysql://root@127.0.0.1:3306/{self.database_name}"
+            cache_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+        return clean_env(
+            DATABASE_URL=self.database_url,
+            CACHE_URL=cache_url,
+            SECRET_KEY=self.secret,
+            ACCESS_TOKEN_EXPIRE_MINUTES="600",  # noqa: S106 (not a password)
+            BENCH_BODIES=str(self.bodies_path),
+        )
+
+    def _start(
+        self, kind: str, env: dict[str, str], stack: contextlib.ExitStack, wait: bool = True
+    ) -> Server:
+        """Start a server of ``kind`` (stopped when the set-up ends); wait until it listens."""
+        ready = "/health" if kind.startswith("app") else "/posts"
+        server = Server(kind, self.setup.workers, env, self.dir, self.server_cpus, ready)
+        stack.callback(server.stop)
+        say(f"{self.setup.key}: starting {KIND_TITLES[kind]}, {self.setup.workers} worker(s)")
+        server.launch()
+        if wait:
+            server.wait_ready()
+        self.servers[kind] = server
+        return server
+
+    async def _seed(self, url: str) -> dict[str, list[seed.Account]]:
+        """Sign up every group of users; give posts to those that need them; save the bodies."""
+        plan = self.plan
+        groups = {
+            "hit": plan.hit_users,
+            "writer": plan.writer_users,
+            "miss": plan.miss_users(self.setup),
+            "delete": plan.delete_users,
+            "login": plan.login_users,
+        }
+        api = seed.Api.at(url)
+        try:
+            users = {
+                group: await seed.sign_up_group(api, f"{group}-{self.run_id}", count)
+                for group, count in groups.items()
+            }
+            with_posts = users["hit"] + users["writer"] + users["miss"]
+            await seed.add_posts(api, with_posts, plan.posts_per_user, plan.post_chars)
+            bodies = {
+                f"Bearer {account.token}": (await api.list_body(account)).decode()
+                for account in users["hit"]
+            }
+        finally:
+            await api.close()
+        self.bodies_path.write_text(json.dumps(bodies))
+        return users
+
+    def _write_requests(self) -> None:
+        """The request files of every scenario but DELETE (whose pool changes every round)."""
+        users, chars = self.users, self.plan.post_chars
+        files = {
+            "hit": seed.list_rows(users["hit"]),
+            "one": seed.get_one_rows(users["hit"]),
+            "create": seed.create_rows(users["writer"], chars),
+            "update": seed.update_rows(users["writer"], chars),
+            "miss": seed.miss_rows(users["miss"], chars),
+            "login": seed.login_rows(users["login"]),
+            "fill": seed.create_rows(users["delete"], chars),
+        }
+        for name, rows in files.items():
+            seed.write_requests(self.requests_dir / f"{name}.tsv", rows)
+
+    # load -----------------------------------------------------------------------------------
+    def _load(
+        self, server: Server, requests: str, connections: int, seconds: int, group: int = 1
+    ) -> loadgen.Load:
+        """The wrk run of one request file (or of sign-ups) against ``server``."""
+        self.loads += 1
+        if requests == "signup":
+            script = "signup.lua"
+            args: tuple[str, ...] = (f"{self.run_id}-{self.setup.key}-{self.loads}", seed.PASSWORD)
+        else:
+            script = "replay.lua"
+            args = (str(self.requests_dir / f"{requests}.tsv"), str(group), "1")
+        return loadgen.Load(server.port, script, args, connections, seconds, cpus=self.load_cpus)
+
+    def _measure(self, scenario: Scenario, seconds: int) -> dict[str, Any]:
+        """Run one scenario for ``seconds``; its figures, and its companion's if it has one."""
+        server = self.servers[scenario.server]
+        connections = scenario.connections or self.plan.connections(self.setup)
+        if scenario.connections_per_worker:
+            connections = scenario.connections_per_worker * self.setup.workers
+        seconds = max(seconds, scenario.min_seconds)
+        companion = None
+        if scenario.companion is not None:
+            requests, count = scenario.companion
+            companion = loadgen.Running(self._load(server, requests, count, seconds + 1))
+            time.sleep(0.5)  # the storm is under way before the measured load starts
+        started = time.time()
+        main = loadgen.run(
+            self._load(server, scenario.requests, connections, seconds, scenario.group)
+        )
+        record: dict[str, Any] = main.as_dict() | {"started": started}
+        record["worker_rss_mib"] = [
+            round(p.rss_mib, 1) for p in server.memory() if p.role == "worker"
+        ]
+        if companion is not None:
+            record["companion"] = companion.result().as_dict()
+        if scenario.key == "delete":
+            self.delete_rps = max(self.delete_rps or 0.0, main.rps)
+        time.sleep(PAUSE_S)
+        return record
+
+    def _round(self, index: int) -> dict[str, Any]:
+        """Every scenario once, the order rotated by ``index``."""
+        self._top_up_pool(self.plan.duration_s)
+        shift = index % len(SCENARIOS)
+        order = SCENARIOS[shift:] + SCENARIOS[:shift]
+        say(f"{self.setup.key}: round {index + 1}/{self.plan.rounds}, {len(order)} scenarios")
+        results = {}
+        for scenario in order:
+            results[scenario.key] = self._measure(scenario, self.plan.duration_s)
+            errors = sum(results[scenario.key]["errors"].values())
+            say(
+                f"  {scenario.key:<16} {results[scenario.key]['rps']:>9.1f} req/s"
+                f"  p99 {results[scenario.key]['p99_ms']:>8.2f} ms"
+                + (f"  ERRORS {errors}" if errors else "")
+            )
+        return {"order": [s.key for s in order], "results": results}
+
+    def _top_up_pool(self, seconds: int) -> None:
+        """Make sure the delete users own enough posts for ``seconds`` of DELETE, with margin.
+
+        The posts are created through the API by wrk (POST, replaying ``fill.tsv``); their ids
+        are then read back with GET /posts and written as this round's ``delete.tsv``. Until a
+        DELETE rate has been measured, the pool is filled for three times as long as DELETE
+        will run (a create costs about what a delete does, but not exactly); from then on, to
+        1.5 times what the best DELETE rate seen would use up.
+        """
+        app = self.servers["app"]
+        connections = self.plan.connections(self.setup)
+        ids = asyncio.run(self._delete_pool(app.url))
+        have = sum(len(v) for v in ids)
+        if self.delete_rps is None and self.fill_rps is None:
+            fill = loadgen.run(self._load(app, "fill", connections, 3 * seconds))
+            self.fill_rps = fill.rps
+            ids = asyncio.run(self._delete_pool(app.url))
+            have = sum(len(v) for v in ids)
+        if self.delete_rps is None:
+            needed = math.ceil(3 * (self.fill_rps or 0) * seconds) + 50
+        else:
+            needed = math.ceil(1.5 * self.delete_rps * seconds) + 50
+        for _ in range(3):  # bounded: three fills at most
+            if have >= needed:
+                break
+            fill_seconds = math.ceil((needed - have) / max(self.fill_rps or 1.0, 50.0))
+            fill_seconds = min(max(fill_seconds, 1), 3 * seconds)
+            self.fill_rps = loadgen.run(self._load(app, "fill", connections, fill_seconds)).rps
+            ids = asyncio.run(self._delete_pool(app.url))
+            have = sum(len(v) for v in ids)
+        for account, post_ids in zip(self.users["delete"], ids, strict=True):
+            account.post_ids = post_ids
+        seed.write_requests(
+            self.requests_dir / "delete.tsv", seed.delete_rows(self.users["delete"])
+        )
+        self.pool_sizes.append(have)
+        time.sleep(PAUSE_S)
+
+    async def _delete_pool(self, url: str) -> list[list[int]]:
+        """The ids of every post the delete users own, read through the API."""
+        api = seed.Api.at(url)
+        try:
+            return list(await asyncio.gather(*(api.post_ids(a) for a in self.users["delete"])))
+        finally:
+            await api.close()
+
+    def _memory(self) -> dict[str, list[dict[str, Any]]]:
+        """RSS of every process of every server, now."""
+        return {
+            kind: [dataclasses.asdict(p) for p in server.memory()]
+            for kind, server in self.servers.items()
+        }
+
+    # statements -----------------------------------------------------------------------------
+    async def _count_statements(self, url: str) -> dict[str, Any]:
+        """Statements per request of each app scenario (see ``bench.statements``)."""
+        samples, chars = self.plan.statement_samples, self.plan.post_chars
+        if self.setup.key == "sqlite":
+            from posts_api.core.config import Settings
+            from posts_api.main import create_app
+
+            settings = Settings(  # type: ignore[call-arg]
+                _env_file=None,
+                database_url=self.database_url,
+                cache_url="mem://",
+                secret_key=self.secret,
+            )
+            app = create_app(settings)
+            transport = httpx.ASGITransport(app=app)
+            client = httpx.AsyncClient(transport=transport, base_url="http://bench.local")
+            try:
+                counter = EngineCounter(app.state.engine)
+                counts = await count_all(seed.Api(client, 1), counter, self.users, samples, chars)
+            finally:
+                await client.aclose()
+                await app.state.cache.close()
+                await app.state.engine.dispose()
+            return {"method": "in-process app, SQLAlchemy before_cursor_execute", **counts}
+        with general_log_on():
+            log_counter = GeneralLogCounter(self.database_name)
+            api = seed.Api.at(url, 1)
+            try:
+                counts = await count_all(api, log_counter, self.users, samples, chars)
+            finally:
+                await api.close()
+                log_counter.close()
+        return {"method": "served app, MariaDB general log", **counts}
+
+    # profile --------------------------------------------------------------------------------
+    def hot_path(self, out: Path) -> dict[str, Any]:
+        """Profile the cached GET in-process on this set-up's database (SQLite only)."""
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.hotpath",
+            "--database-url",
+            self.database_url,
+            "--secret",
+            self.secret,
+            "--bodies",
+            str(self.bodies_path),
+            "--requests",
+            str(self.plan.profile_requests),
+            "--out",
+            str(out),
+        ]
+        if self.redis_for_profile:
+            argv += ["--redis-url", f"redis://127.0.0.1:6379/{REDIS_DB}"]
+        try:
+            _run_python(["taskset", "-c", SERVER_CPUS, *argv], cwd=self.dir)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            return {"error": f"the profile failed: {exc}"}  # reported; fails the run at the end
+        data: dict[str, Any] = json.loads(out.read_text())
+        return data
+
+
+def _run_python(argv: list[str], cwd: Path) -> None:
+    """Run one of the bench's own modules in a subprocess, bounded in time."""
+    env = clean_env()
+    subprocess.run(argv, cwd=cwd, env=env, check=True, timeout=SUBPROCESS_TIMEOUT_S)
+
+
+def _mysql() -> pymysql.Connection[Any]:
+    return pymysql.connect(
+        host="127.0.0.1", user="root", password="", autocommit=True, connect_timeout=5
+    )
+
+
+def _drop_database(name: str) -> None:
+    con = _mysql()
+    with con.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    con.close()
+
+
+def _flush_redis() -> None:
+    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB, socket_timeout=5)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+# An answer that could not be written because wrk had closed the connection at the end of its
+# run (pipelined requests are still queued then): logged as an error by the server, but it is
+# no failed request. Counted apart, as "client-gone".
+CLIENT_GONE = ("the handler is closed", "ClientDisconnect", "Connection lost")
+
+
+def summarize_log(path: Path, keep: int = 20) -> dict[str, Any]:
+    """Count a server log's lines by level; keep only its first and its non-info lines.
+
+    The app logs one JSON line per request, which makes these logs large; what matters after
+    the run is whether anything but those lines was written.
+    """
+    if not path.exists():
+        return {"lines": 0, "levels": {}, "excerpt": []}
+    levels: dict[str, int] = {}
+    notable: list[str] = []
+    head: list[str] = []
+    lines = 0
+    with open(path, errors="replace") as log:
+        for line in log:
+            lines += 1
+            level = "info" if '"level": "info"' in line else _level(line)
+            if level in ("error", "critical") and any(m in line for m in CLIENT_GONE):
+                level = "client-gone"
+            levels[level] = levels.get(level, 0) + 1
+            if len(head) < keep:
+                head.append(line)
+            if level != "info" and len(notable) < 10 * keep:
+                notable.append(line)
+    path.write_text("".join(head) + "... (info lines dropped)\n" + "".join(notable))
+    worst = sorted(notable, key=lambda line: _level(line) not in ("error", "critical"))
+    return {"lines": lines, "levels": levels, "excerpt": [x.rstrip()[:300] for x in worst[:keep]]}
+
+
+def _level(line: str) -> str:
+    """The level of a JSON log line, or ``other`` for lines that are not ours."""
+    try:
+        return str(json.loads(line).get("level", "other"))
+    except (ValueError, AttributeError):
+        return "other"
+
+
+def _check_services() -> dict[str, str]:
+    """MariaDB's and Redis's versions, or exit saying which one is missing."""
+    try:
+        con = _mysql()
+        with con.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            row = cur.fetchone()
+        con.close()
+        client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
+        info = client.info("server")
+        client.close()
+    except (pymysql.Error, redis.RedisError) as exc:
+        raise SystemExit(
+            f"bench: the MariaDB + Redis set-up needs both on 127.0.0.1 ({exc}); "
+            "start them or run with --setups sqlite"
+        ) from exc
+    return {"mariadb": str(row[0]) if row else "?", "redis": str(info.get("redis_version"))}
+
+
+def machine() -> dict[str, Any]:
+    """What the run ran on."""
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    os_name = platform.platform()
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip('"')
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kib / 2**20, 1),
+        "os": os_name,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that matter, and of wrk."""
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    found["wrk"] = loadgen.wrk_version()
+    return found
+
+
+def git_revision() -> str:
+    """The commit measured, with ``+changes`` if the work tree differs from it.
+
+    If ``posts_api`` is imported from elsewhere than this work tree's ``src/`` (a PYTHONPATH
+    pointing at another copy), that copy is what was measured, and this says so.
+    """
+    import posts_api
+
+    source = Path(posts_api.__file__).resolve().parent
+    if not source.is_relative_to(REPO_DIR / "src"):
+        return f"posts_api from {source} (not this work tree's src/)"
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted changes in src/" if dirty else "")
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark posts-api against the ceiling (see bench/run.py).",
+    )
+    parser.add_argument("--smoke", action="store_true", help="a seconds-long check: no timing")
+    parser.add_argument("--duration", type=int, help="seconds per scenario per round")
+    parser.add_argument("--rounds", type=int, help="rounds (each runs every scenario)")
+    parser.add_argument("--warmup", type=int, help="seconds per scenario of the warm-up pass")
+    parser.add_argument(
+        "--setups",
+        default=",".join(s.key for s in SETUPS),
+        help="comma-separated: sqlite, mysql (default: both)",
+    )
+    parser.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write BENCHMARKS.md and bench/ceiling.png (default: yes, except with --smoke)",
+    )
+    parser.add_argument(
+        "--from-results", type=Path, help="only write the report from an earlier results.json"
+    )
+    return parser.parse_args(argv)
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """The run's size: full by default, the smoke plan with ``--smoke``, plus overrides."""
+    plan = SMOKE if args.smoke else FULL
+    changes = {
+        field: value
+        for field, value in (
+            ("duration_s", args.duration),
+            ("rounds", args.rounds),
+            ("warmup_s", args.warmup),
+        )
+        if value is not None
+    }
+    if changes and not args.smoke:
+        changes["name"] = "short"
+    return dataclasses.replace(plan, **changes)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str]) -> None:
+    """Run the benchmark; exit 1 if any request failed."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so every server is stopped
+    if args.from_results:
+        results = json.loads(args.from_results.read_text())
+        report.write(results, args.from_results.parent)
+        return
+    plan = make_plan(args)
+    chosen = [s.strip() for s in args.setups.split(",") if s.strip()]
+    setups = [s for s in SETUPS if s.key in chosen]
+    if not setups or len(setups) != len(chosen):
+        raise SystemExit(f"bench: --setups takes {', '.join(s.key for s in SETUPS)}")
+    started = dt.datetime.now(dt.UTC)
+    run_id = started.strftime("%Y%m%d%H%M%S")
+    run_dir = RESULTS_DIR / (run_id + ("-smoke" if args.smoke else ""))
+    run_dir.mkdir(parents=True)
+    service_versions = _check_services() if any(s.key == "mysql" for s in setups) else {}
+    results: dict[str, Any] = {
+        "meta": {
+            "started": started.isoformat(timespec="seconds"),
+            "command": "python -m bench " + " ".join(argv),
+            "plan": dataclasses.asdict(plan),
+            "machine": machine(),
+            "versions": versions() | service_versions,
+            "revision": git_revision(),
+        },
+        "setups": {},
+    }
+    for setup in setups:
+        run = SetUpRun(setup, plan, run_dir / setup.key, run_id)
+        run.redis_for_profile = bool(service_versions)
+        results["setups"][setup.key] = run.run()
+        if setup.key == "sqlite":
+            say("profiling the cached GET /posts in-process")
+            results["hotpath"] = run.hot_path(run_dir / "hotpath.json")
+            for db_file in (run_dir / setup.key).glob("posts.db*"):
+                db_file.unlink()  # only the profile needed it
+    say(f"in-process cache memory with {plan.cache_users:,} users' entries")
+    cache_out = run_dir / "cache-memory.json"
+    memcache = ["-m", "bench.memcache", "--users", str(plan.cache_users), "--out", str(cache_out)]
+    try:
+        _run_python([sys.executable, *memcache], cwd=run_dir)
+        results["cache_memory"] = json.loads(cache_out.read_text())
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        results["cache_memory"] = {"error": f"the cache memory measurement failed: {exc}"}
+    results["meta"]["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    summary = report.text_summary(results)
+    print(summary)
+    write = args.report if args.report is not None else not args.smoke
+    if write:
+        report.write(results, run_dir)
+    failures = report.failures(results)
+    say(f"results in {run_dir.relative_to(REPO_DIR)}")
+    if failures:
+        for failure in failures:
+            say(f"FAILED: {failure}")
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
