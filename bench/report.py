@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.bootstrap import BENCH_DIR, REPO_DIR
 from bench.scenarios import CEILING, SCENARIO_BY_KEY, SCENARIOS
+from posts_api.core.cache import MemoryBackend
 
 BENCHMARKS_MD = REPO_DIR / "BENCHMARKS.md"
 CHART = BENCH_DIR / "ceiling.png"
@@ -395,7 +396,7 @@ def _storm(results: dict[str, Any]) -> str:
     return (
         "## Isolation under a login storm\n\nCached GET /posts on 4 connections, alone and while "
         "16 other connections log in (right passwords) as fast as the server lets them; "
-        "Argon2 hashing runs in worker threads of the same process.\n\n"
+        "Argon2 hashing runs on one low-priority thread per worker process.\n\n"
         "| set-up | GET p99 ms, idle | GET p99 ms, storm | storm ÷ idle | GET req/s idle | "
         "GET req/s storm | logins/s |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
@@ -441,8 +442,10 @@ def _memory(results: dict[str, Any]) -> str:
             f"{cache['growth_mib']:,.1f} MiB (RSS {cache['rss_before_mib']:.0f} → "
             f"{cache['rss_after_mib']:.0f} MiB, peak {cache['rss_peak_mib']:.0f} MiB): bounded, "
             f"at {cache['growth_mib'] / cache['budget_mib']:.2f}x the budget. The budget counts "
-            "values plus a flat 128 bytes per entry; the growth beyond it is the real per-entry "
-            "overhead (keys, tuples, the LRU's bookkeeping) and the allocator's slack.\n"
+            f"values plus a flat {MemoryBackend.ENTRY_OVERHEAD} bytes per entry (the figure in "
+            "`src/posts_api/core/cache.py` when the report was written); the growth beyond it is "
+            "the real per-entry overhead (keys, tuples, the LRU's bookkeeping) and the "
+            "allocator's slack.\n"
         )
     return (
         _log_note(results)
