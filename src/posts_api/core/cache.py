@@ -23,8 +23,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Protocol, TypeVar
 
 import redis.asyncio as redis
 from cachetools import LRUCache
@@ -36,6 +36,7 @@ from posts_api.core.config import Settings
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 HEAL_INTERVAL_SECONDS = 0.1
 SEPARATOR = b"\n"
 
@@ -133,6 +134,15 @@ class MemoryBackend:
         self._entries.clear()
 
 
+@contextlib.contextmanager
+def _unavailable_on_error() -> Iterator[None]:
+    """Turn redis-py's and the socket's errors into ``CacheUnavailable``."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise CacheUnavailable(str(exc)) from exc
+
+
 class RedisBackend:
     """Redis through redis-py's asyncio client (``redis://``, ``rediss://``).
 
@@ -152,51 +162,39 @@ class RedisBackend:
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """One ``MGET``."""
-        try:
+        with _unavailable_on_error():
             values: list[bytes | None] = await self._redis.mget(keys)  # type: ignore[assignment]
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailable(str(exc)) from exc
         return values
 
     async def set(self, key: str, value: bytes, ttl: int | None) -> None:
         """One ``SET ... EX``."""
-        try:
+        with _unavailable_on_error():
             await self._redis.set(key, value, ex=ttl)
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailable(str(exc)) from exc
 
     async def count(self, keys: Sequence[str], window: int) -> None:
         """``INCR`` and ``EXPIRE NX`` per key, pipelined: one round trip."""
-        try:
+        with _unavailable_on_error():
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.incr(key)
                     pipe.expire(key, window, nx=True)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailable(str(exc)) from exc
 
     async def ttl(self, key: str) -> int:
         """``TTL``, with Redis's -1/-2 (no expiry/missing) mapped to 0."""
-        try:
+        with _unavailable_on_error():
             seconds: int = await self._redis.ttl(key)
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailable(str(exc)) from exc
         return max(0, seconds)
 
     async def delete(self, key: str) -> None:
         """``DEL``."""
-        try:
+        with _unavailable_on_error():
             await self._redis.delete(key)
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailable(str(exc)) from exc
 
     async def ping(self) -> None:
         """``PING``."""
-        try:
+        with _unavailable_on_error():
             await self._redis.ping()
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailable(str(exc)) from exc
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -222,6 +220,16 @@ class Cache:
         """False while the backend is being bypassed after an error."""
         return self._healer is None
 
+    async def _attempt(self, operation: Callable[[], Awaitable[T]], default: T) -> T:
+        """Run one backend operation; ``default`` when bypassed or when it fails (logged once)."""
+        if not self.available:
+            return default
+        try:
+            return await operation()
+        except CacheUnavailable as exc:
+            self._failed(exc)
+            return default
+
     # versioned entries ----------------------------------------------------------------------
     async def get_fresh(self, name: str) -> tuple[bytes | None, bytes | None]:
         """Return ``(value, tag)``: the entry if still current, and the tag for a fresh value.
@@ -229,14 +237,11 @@ class Cache:
         ``tag`` is what ``put_fresh`` needs to store a value computed now. Both are ``None``
         while the cache is unavailable.
         """
-        if not self.available:
-            return None, None
         keys = (self._gen_key, f"{self._ns}:ver:{name}", f"{self._ns}:val:{name}")
-        try:
-            gen, version, entry = await self.backend.get_many(keys)
-        except CacheUnavailable as exc:
-            self._failed(exc)
+        found = await self._attempt(lambda: self.backend.get_many(keys), None)
+        if found is None:
             return None, None
+        gen, version, entry = found
         tag = b"%s.%s" % (gen or b"-", version or b"-")
         if entry is not None:
             stored_tag, _, value = entry.partition(SEPARATOR)
@@ -246,12 +251,9 @@ class Cache:
 
     async def put_fresh(self, name: str, tag: bytes | None, value: bytes, ttl: int) -> None:
         """Store ``value`` as computed under ``tag`` (from ``get_fresh``), for ``ttl`` seconds."""
-        if tag is None or not self.available:
-            return
-        try:
-            await self.backend.set(f"{self._ns}:val:{name}", tag + SEPARATOR + value, ttl)
-        except CacheUnavailable as exc:
-            self._failed(exc)
+        if tag is not None:
+            key, entry = f"{self._ns}:val:{name}", tag + SEPARATOR + value
+            await self._attempt(lambda: self.backend.set(key, entry, ttl), None)
 
     async def invalidate(self, name: str, ttl: int) -> None:
         """Make every stored value of ``name`` stale: give it a new version token.
@@ -259,49 +261,33 @@ class Cache:
         ``ttl`` is the entries' lifetime; the version outlives them, so an entry can never
         outlast the version it was tagged with.
         """
-        if not self.available:
-            return  # the new generation, once the backend is back, invalidates everything
-        try:
-            await self.backend.set(f"{self._ns}:ver:{name}", _token(), 2 * ttl + 60)
-        except CacheUnavailable as exc:
-            self._failed(exc)
+        # Skipped while the backend is away: the new generation, once it is back, invalidates all.
+        key = f"{self._ns}:ver:{name}"
+        await self._attempt(lambda: self.backend.set(key, _token(), 2 * ttl + 60), None)
 
     # counters ---------------------------------------------------------------------------------
     async def counts(self, names: Sequence[str]) -> list[int]:
         """Current values of window counters (0 when missing or unavailable)."""
-        if not self.available:
-            return [0] * len(names)
-        try:
-            values = await self.backend.get_many([f"{self._ns}:n:{n}" for n in names])
-        except CacheUnavailable as exc:
-            self._failed(exc)
-            return [0] * len(names)
+        keys = [self._counter(n) for n in names]
+        missing: list[bytes | None] = [None] * len(keys)
+        values = await self._attempt(lambda: self.backend.get_many(keys), missing)
         return [int(v) if v is not None else 0 for v in values]
 
     async def count(self, names: Sequence[str], window: int) -> None:
         """Add one to each counter; a counter's window starts at its first count."""
-        if self.available:
-            try:
-                await self.backend.count([f"{self._ns}:n:{n}" for n in names], window)
-            except CacheUnavailable as exc:
-                self._failed(exc)
+        keys = [self._counter(n) for n in names]
+        await self._attempt(lambda: self.backend.count(keys, window), None)
 
     async def seconds_left(self, name: str) -> int:
         """Seconds until counter ``name`` resets (0 if unknown)."""
-        if self.available:
-            try:
-                return await self.backend.ttl(f"{self._ns}:n:{name}")
-            except CacheUnavailable as exc:
-                self._failed(exc)
-        return 0
+        return await self._attempt(lambda: self.backend.ttl(self._counter(name)), 0)
 
     async def reset(self, name: str) -> None:
         """Delete counter ``name``."""
-        if self.available:
-            try:
-                await self.backend.delete(f"{self._ns}:n:{name}")
-            except CacheUnavailable as exc:
-                self._failed(exc)
+        await self._attempt(lambda: self.backend.delete(self._counter(name)), None)
+
+    def _counter(self, name: str) -> str:
+        return f"{self._ns}:n:{name}"
 
     # health and life cycle --------------------------------------------------------------------
     async def check(self) -> bool:
