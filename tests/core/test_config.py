@@ -33,6 +33,8 @@ def test_defaults_work_with_no_set_up(data_dir: Path) -> None:
         ("mysql+asyncmy://u@db/app", "mysql+asyncmy://u@db/app"),
         ("sqlite:///x.db", "sqlite+aiosqlite:///x.db"),
         ("sqlite+aiosqlite:////abs/x.db", "sqlite+aiosqlite:////abs/x.db"),
+        ("postgresql://u@h:5432/db", "postgresql+asyncpg://u@h:5432/db"),
+        ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg://u@h/db"),
     ],
 )
 def test_plain_urls_get_an_async_driver(data_dir: Path, given: str, used: str) -> None:
@@ -40,7 +42,8 @@ def test_plain_urls_get_an_async_driver(data_dir: Path, given: str, used: str) -
 
 
 @pytest.mark.parametrize(
-    "url", ["not a url", "postgresql://u@h/db", "mysql://u@host", "http://example.com"]
+    "url",
+    ["not a url", "postgresql://u@h", "mysql://u@host", "http://example.com", "oracle://u@h/db"],
 )
 def test_bad_database_urls_are_refused(data_dir: Path, url: str) -> None:
     with pytest.raises(ValidationError):
@@ -116,4 +119,24 @@ def test_cors_origins_are_comma_separated(data_dir: Path, monkeypatch: pytest.Mo
     assert Settings().cors_origins == ("https://a.example", "http://localhost:3000")
     monkeypatch.setenv("CORS_ORIGINS", "a.example")
     with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_1_1_settings_have_the_contract_defaults(data_dir: Path) -> None:
+    settings = Settings()
+    assert settings.refresh_token_expire_days == 30
+    assert settings.posts_page_max == 1000
+    assert settings.posts_cache_max_entry_bytes == 4_194_304
+    assert settings.metrics_enabled is False
+    assert settings.shutdown_drain_seconds == 0
+    assert settings.forwarded_allow_ips == ()
+
+
+def test_trusted_proxies_are_addresses_or_networks(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1, 10.0.0.0/8,::1")
+    assert Settings().forwarded_allow_ips == ("127.0.0.1", "10.0.0.0/8", "::1")
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1,proxy.example")
+    with pytest.raises(ValidationError, match=r"proxy\.example"):
         Settings()

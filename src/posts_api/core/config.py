@@ -7,6 +7,7 @@ on ``app.state``); nothing else in the package reads ``os.environ``.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -26,6 +27,7 @@ ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "mysql": "mysql+asyncmy",
     "mariadb": "mariadb+asyncmy",
+    "postgresql": "postgresql+asyncpg",
 }
 
 
@@ -75,11 +77,17 @@ class Settings(BaseSettings):
     db_pool_size: PositiveInt = 10
     db_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    refresh_token_expire_days: PositiveInt = 30
+    posts_page_max: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    posts_cache_max_entry_bytes: PositiveInt = 4 * 1_048_576
+    metrics_enabled: bool = False
+    shutdown_drain_seconds: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    forwarded_allow_ips: Annotated[tuple[str, ...], NoDecode] = ()
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "forwarded_allow_ips", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
-        """``CORS_ORIGINS=https://a.example,https://b.example``; empty keeps CORS closed."""
+        """A comma-separated list: ``CORS_ORIGINS=https://a.example,https://b.example``."""
         if isinstance(value, str):
             return tuple(origin.strip() for origin in value.split(",") if origin.strip())
         return value
@@ -95,17 +103,32 @@ class Settings(BaseSettings):
                 raise ValueError(f"not an origin: {origin!r} (like https://app.example.com)")
         return value
 
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each trusted proxy is an IP address or a network (``10.0.0.0/8``), or ``*``."""
+        for entry in value:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {entry!r}") from None
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _use_an_async_driver(cls, value: str) -> str:
-        """Accept plain ``mysql://`` and ``sqlite:///`` URLs and pick the async driver for them."""
+        """Accept plain ``mysql://``, ``postgresql://`` and ``sqlite:///`` URLs; pick the driver."""
         try:
             url = make_url(value)
         except ArgumentError:
             raise ValueError(f"not a database URL: {value!r}") from None
         backend = url.get_backend_name()
         if backend not in ASYNC_DRIVERS:
-            raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or mysql://")
+            raise ValueError(
+                f"unsupported database {backend!r}: use sqlite:///, mysql:// or postgresql://"
+            )
         if "+" not in url.drivername:
             url = url.set(drivername=ASYNC_DRIVERS[backend])
         if backend != "sqlite" and not url.database:
