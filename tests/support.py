@@ -31,8 +31,8 @@ MYSQL_PASSWORD = os.environ.get("TEST_MYSQL_PASSWORD", "")
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
 # Redis databases the suite owns (flushed before use): in-process apps, then servers.
-REDIS_DB_APP = 11
-REDIS_DB_SERVERS = 12
+REDIS_DB_APP = int(os.environ.get("TEST_REDIS_DB_APP", "11"))
+REDIS_DB_SERVERS = int(os.environ.get("TEST_REDIS_DB_SERVERS", "12"))
 
 PASSWORD = "correct horse battery staple"
 SECRET = "test-secret-" + "k" * 64
