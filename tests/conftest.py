@@ -22,8 +22,8 @@ from posts_api.core.config import Settings
 from posts_api.main import create_app
 from posts_api.migrations import upgrade_to_head
 from tests.support import (
+    FAST_HASHING,
     REDIS_DB_APP,
-    SECRET,
     AppClient,
     MakeApp,
     StatementLog,
@@ -54,15 +54,14 @@ def base_settings(
     """Settings values for a fresh database of ``backend`` (created for the session)."""
     if backend == "sqlite":
         path = tmp_path_factory.mktemp("sqlite") / "posts.db"
-        yield {"database_url": f"sqlite:///{path}", "cache_url": "mem://", "secret_key": SECRET}
+        yield {"database_url": f"sqlite:///{path}", "cache_url": "mem://"} | FAST_HASHING
         return
     flush_redis(REDIS_DB_APP)
     name = create_mysql_database()
     yield {
         "database_url": mysql_url(name),
         "cache_url": redis_url(REDIS_DB_APP),
-        "secret_key": SECRET,
-    }
+    } | FAST_HASHING
     drop_mysql_database(name)
 
 

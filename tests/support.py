@@ -37,6 +37,14 @@ REDIS_DB_SERVERS = int(os.environ.get("TEST_REDIS_DB_SERVERS", "12"))
 PASSWORD = "correct horse battery staple"
 SECRET = "test-secret-" + "k" * 64
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The cheapest Argon2id argon2 allows: the suite hashes hundreds of passwords. Production
+# defaults are tested in tests/core/test_security.py.
+FAST_HASHING: dict[str, Any] = {
+    "secret_key": SECRET,
+    "argon2_time_cost": 1,
+    "argon2_memory_kib": 8,
+    "argon2_parallelism": 1,
+}
 
 
 def new_email(tag: str = "u") -> str:
@@ -125,11 +133,17 @@ MakeApp = Callable[..., Awaitable[AppClient]]
 
 @dataclass
 class User:
-    """A signed-up user and its token."""
+    """A signed-up user and its session's tokens."""
 
     email: str
     token: str
     id: int
+    refresh_token: str = ""
+
+    @property
+    def sid(self) -> str:
+        """The session id the access token carries."""
+        return str(jwt.decode(self.token, options={"verify_signature": False})["sid"])
 
     @property
     def auth(self) -> dict[str, str]:
@@ -142,14 +156,26 @@ async def sign_up(client: httpx.AsyncClient, email: str | None = None) -> User:
     email = email or new_email()
     resp = await client.post("/auth/signup", json={"email": email, "password": PASSWORD})
     assert resp.status_code == 201, resp.text
-    token = resp.json()["access_token"]
-    return User(email, token, int(jwt.decode(token, options={"verify_signature": False})["sub"]))
+    return user_from(email, resp.json())
+
+
+def user_from(email: str, body: dict[str, Any]) -> User:
+    """The ``User`` a token body describes."""
+    token = body["access_token"]
+    user_id = int(jwt.decode(token, options={"verify_signature": False})["sub"])
+    return User(email, token, user_id, body["refresh_token"])
 
 
 def claims(sub: str, lifetime: int = 600, changes: dict[str, Any] | None = None) -> dict[str, Any]:
     """A full claim set, with ``changes`` applied (a ``None`` value removes that claim)."""
     now = int(time.time())
-    base: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + lifetime, "jti": uuid.uuid4().hex}
+    base: dict[str, Any] = {
+        "sub": sub,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": uuid.uuid4().hex,
+        "sid": uuid.uuid4().hex,
+    }
     base.update(changes or {})
     return {k: v for k, v in base.items() if v is not None}
 

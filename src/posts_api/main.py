@@ -1,7 +1,8 @@
 """The application factory: ``create_app(settings)`` builds a fully wired FastAPI app.
 
 Tests, the CLI and every server worker build the app the same way. Per-process resources
-(engine, session factory, cache, token codec) live on ``app.state``; the engine is created at
+(engine, session factory, cache, token codec, session guard, services) live on
+``app.state``; the engine is created at
 once (it connects lazily) and closed, with the cache, by the lifespan.
 """
 
@@ -18,6 +19,7 @@ from fastapi_offline import FastAPIOffline
 from posts_api import __version__, health
 from posts_api.auth import router as auth_router
 from posts_api.auth.service import AuthService
+from posts_api.auth.sessions import SessionCheck
 from posts_api.auth.throttle import LoginThrottle
 from posts_api.core.cache import create_cache
 from posts_api.core.config import Settings
@@ -25,7 +27,7 @@ from posts_api.core.db import create_engine, create_sessionmaker
 from posts_api.core.errors import install_error_handlers
 from posts_api.core.limits import BodySizeLimit
 from posts_api.core.logging import AccessLog
-from posts_api.core.security import TokenCodec
+from posts_api.core.security import PasswordHasher, RefreshCodec, TokenCodec
 from posts_api.posts import router as posts_router
 from posts_api.posts.service import PostService
 
@@ -53,18 +55,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     sessions = create_sessionmaker(engine)
-    tokens = TokenCodec(
-        settings.secret_key.get_secret_value(),
-        dt.timedelta(minutes=settings.access_token_expire_minutes),
+    secret = settings.secret_key.get_secret_value()
+    tokens = TokenCodec(secret, dt.timedelta(minutes=settings.access_token_expire_minutes))
+    hasher = PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_kib=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
     )
+    session_check = SessionCheck(sessions, cache, ttl=tokens.lifetime_seconds)
+    posts = PostService(sessions, cache, settings.posts_cache_ttl_seconds)
     # The composition root: each per-process object is built here once, then injected.
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.cache = cache
     app.state.tokens = tokens
-    app.state.auth = AuthService(sessions, tokens, LoginThrottle(cache, settings))
-    app.state.posts = PostService(sessions, cache, settings.posts_cache_ttl_seconds)
+    app.state.session_guard = session_check
+    app.state.auth = AuthService(
+        sessions,
+        tokens=tokens,
+        refresh_tokens=RefreshCodec(secret),
+        refresh_lifetime=dt.timedelta(days=settings.refresh_token_expire_days),
+        hasher=hasher,
+        throttle=LoginThrottle(cache, settings),
+        session_check=session_check,
+        forget_user_data=posts.forget_user,
+    )
+    app.state.posts = posts
     # Outermost first: the access log sees every answer, the 413 comes before anything else.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:  # closed by default: no CORS headers, browsers refuse other sites

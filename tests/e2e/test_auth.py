@@ -15,14 +15,25 @@ from tests.support import PASSWORD, SECRET, MakeApp, User, new_email, sign_up
 
 def check_token_body(body: dict[str, object]) -> dict[str, object]:
     """The token body has exactly the contract's keys, and the token is ours."""
-    assert set(body) == {"access_token", "token_type", "expires_in"}
+    assert set(body) == {
+        "access_token",
+        "token_type",
+        "expires_in",
+        "refresh_token",
+        "refresh_expires_in",
+    }
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == 3600
+    assert body["refresh_expires_in"] == 30 * 86400
+    refresh = body["refresh_token"]
+    assert isinstance(refresh, str)
+    assert 0 < len(refresh) <= 512
     token = body["access_token"]
     assert isinstance(token, str)
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
     decoded: dict[str, object] = jwt.decode(token, SECRET, algorithms=["HS256"])
-    assert set(decoded) == {"sub", "iat", "exp", "jti"}
+    assert set(decoded) == {"sub", "iat", "exp", "jti", "sid"}
+    assert isinstance(decoded["sid"], str)
     assert isinstance(decoded["sub"], str)
     assert decoded["sub"].isdigit()
     assert decoded["exp"] == decoded["iat"] + 3600  # type: ignore[operator]
@@ -34,6 +45,7 @@ async def test_signup_returns_201_and_a_token(client: httpx.AsyncClient) -> None
     resp = await client.post("/auth/signup", json={"email": new_email(), "password": PASSWORD})
     assert resp.status_code == 201
     assert resp.headers["content-type"] == "application/json"
+    assert resp.headers["cache-control"] == "no-store"
     check_token_body(resp.json())
 
 
@@ -42,6 +54,7 @@ async def test_login_returns_200_and_a_token_for_the_same_user(
 ) -> None:
     resp = await client.post("/auth/login", json={"email": user.email, "password": PASSWORD})
     assert resp.status_code == 200
+    assert resp.headers["cache-control"] == "no-store"
     claims = check_token_body(resp.json())
     assert claims["sub"] == str(user.id)
 

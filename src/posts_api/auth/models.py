@@ -1,10 +1,10 @@
-"""The ``users`` table."""
+"""The ``users`` and ``sessions`` tables."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import String
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from posts_api.core.db import Base, UTCDateTime
@@ -20,3 +20,21 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class UserSession(Base):
+    """A login session: what an access token's ``sid`` names and a refresh token rotates.
+
+    ``id`` is random (the public ``sid``). ``refresh_counter`` is the rotation number of the one
+    refresh token that may still be spent; the token itself is never stored (it is an HMAC of
+    these fields). ``revoked_at`` set means the session has ended.
+    """
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    refresh_counter: Mapped[int] = mapped_column(Integer())
+    refresh_expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)

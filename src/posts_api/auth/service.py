@@ -1,19 +1,33 @@
-"""Sign-up and log-in rules.
+"""Account and session rules: sign-up, log-in, refresh, log-out, password change, deletion.
 
 Emails are compared case-insensitively by storing them lower-cased. Unknown email and wrong
-password get the same 401 after the same amount of work. Log-ins go through the throttle
+password get the same 401 after the same amount of work. Log-ins, and the password
+confirmations of a password change or an account deletion, go through the throttle
 (``auth/throttle.py``) first.
+
+Sessions: signup, login and password change start one; access tokens carry its ``sid``; a
+refresh token (``core/security.RefreshCodec``) works once. Presenting a spent one is reuse
+(RFC 9700, 4.14.2): the session is revoked. Every revocation writes the database, then
+invalidates the cached session state (``SessionCheck.forget``), before the answer leaves.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from posts_api.auth.repository import UserRepository
-from posts_api.auth.schemas import CredentialsIn, TokenOut
+from posts_api.auth.repository import SessionRepository, UserRepository
+from posts_api.auth.schemas import AccountOut, CredentialsIn, PasswordChangeIn, TokenOut
+from posts_api.auth.sessions import SessionCheck
 from posts_api.auth.throttle import LoginThrottle
-from posts_api.core.errors import Conflict, Unauthorized
-from posts_api.core.security import TokenCodec, hash_password, verify_password
+from posts_api.core.db import transaction, utcnow
+from posts_api.core.errors import Conflict, Forbidden, Unauthorized
+from posts_api.core.security import InvalidToken, PasswordHasher, RefreshCodec, TokenCodec
+
+log = logging.getLogger(__name__)
 
 
 class EmailTaken(Conflict):
@@ -28,6 +42,24 @@ class InvalidCredentials(Unauthorized):
     detail = "Invalid email or password"
 
 
+class InvalidRefreshToken(Unauthorized):
+    """Unknown, malformed, expired, revoked or already spent: all alike."""
+
+    detail = "Invalid refresh token"
+
+
+class WrongPassword(Forbidden):
+    """The password confirming a password change or a deletion is wrong."""
+
+    detail = "Invalid password"
+
+
+class AccountGone(Unauthorized):
+    """The token's session is live but its user was removed (by hand, by another service)."""
+
+    detail = "User no longer exists"
+
+
 class AuthService:
     """The account use cases, for one process: built once by ``create_app``, injected per request.
 
@@ -38,25 +70,47 @@ class AuthService:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        *,
         tokens: TokenCodec,
+        refresh_tokens: RefreshCodec,
+        refresh_lifetime: dt.timedelta,
+        hasher: PasswordHasher,
         throttle: LoginThrottle,
+        session_check: SessionCheck,
+        forget_user_data: Callable[[int], Awaitable[None]],
     ) -> None:
-        """Use ``sessions`` for the database, ``tokens`` to sign, ``throttle`` for log-ins."""
+        """Wire the service.
+
+        ``forget_user_data(user_id)`` drops what other domains cache for a deleted account
+        (the posts list).
+        """
         self.sessions = sessions
         self.tokens = tokens
+        self.refresh_tokens = refresh_tokens
+        self.refresh_lifetime = refresh_lifetime
+        self.hasher = hasher
         self.throttle = throttle
+        self.session_check = session_check
+        self.forget_user_data = forget_user_data
 
     async def sign_up(self, credentials: CredentialsIn) -> TokenOut:
-        """Create an account and return a token for it. Raises ``EmailTaken`` (one INSERT)."""
-        password_hash = await hash_password(credentials.password)
-        async with self.sessions() as session:
+        """Create an account and start its first session. Raises ``EmailTaken``.
+
+        INSERT user + INSERT session, in one transaction.
+        """
+        password_hash = await self.hasher.hash(credentials.password)
+        expires = utcnow() + self.refresh_lifetime
+        async with transaction(self.sessions) as session:
             user_id = await UserRepository(session).add(credentials.email.lower(), password_hash)
-        if user_id is None:
-            raise EmailTaken()
-        return self._token_for(user_id)
+            if user_id is None:
+                raise EmailTaken()
+            sid = await SessionRepository(session).start(
+                user_id=user_id, refresh_expires_at=expires
+            )
+        return self._tokens_for(user_id, sid, counter=0)
 
     async def log_in(self, credentials: CredentialsIn, client_address: str) -> TokenOut:
-        """Check the credentials and return a token (one SELECT).
+        """Check the credentials and start a session (one SELECT, one INSERT).
 
         Raises ``TooManyFailedLogins`` when throttled, ``InvalidCredentials`` on a bad password
         or unknown email. A failure is counted; a success clears the email's count.
@@ -67,12 +121,147 @@ class AuthService:
             found = await UserRepository(session).get_credentials(email)
         user_id, password_hash = found if found is not None else (None, None)
         # Verify even for an unknown email (against a dummy hash): one answer, one timing.
-        if not await verify_password(credentials.password, password_hash) or user_id is None:
+        if not await self.hasher.verify(credentials.password, password_hash) or user_id is None:
             await self.throttle.failed(email, client_address)
             raise InvalidCredentials()
         await self.throttle.succeeded(email)
-        return self._token_for(user_id)
+        return await self._start_session(user_id)
 
-    def _token_for(self, user_id: int) -> TokenOut:
-        issued = self.tokens.issue(user_id)
-        return TokenOut(access_token=issued.token, expires_in=issued.expires_in)
+    async def refresh(self, refresh_token: str) -> TokenOut:
+        """Spend a refresh token and return the session's next tokens (one UPDATE on success).
+
+        A token that fails its MAC costs no database round trip. A genuine token that cannot be
+        spent costs one more UPDATE, which revokes the session if the token was already spent
+        (reuse, or the loser of a race: both present a spent token). Raises
+        ``InvalidRefreshToken`` for every failure.
+        """
+        try:
+            claim = self.refresh_tokens.verify(refresh_token)
+        except InvalidToken:
+            raise InvalidRefreshToken() from None
+        now = utcnow()
+        sid, uid, counter = claim.session_id, claim.user_id, claim.counter
+        async with self.sessions() as session:
+            repo = SessionRepository(session)
+            if await repo.spend_refresh(
+                session_id=sid,
+                user_id=uid,
+                counter=counter,
+                now=now,
+                refresh_expires_at=now + self.refresh_lifetime,
+            ):
+                return self._tokens_for(uid, sid, counter=counter + 1)
+            reused = await repo.revoke_if_spent(
+                session_id=sid, user_id=uid, counter=counter, now=now
+            )
+        if reused:
+            await self.session_check.forget((claim.session_id,))
+            self._reuse_detected(claim.user_id, claim.session_id)
+        raise InvalidRefreshToken()
+
+    def _reuse_detected(self, user_id: int, session_id: str) -> None:
+        """A spent refresh token came back and its session was revoked.
+
+        The hook for the ``refresh_token_reuse_total`` metric. Logs a warning (ids only, never
+        the token).
+        """
+        log.warning("refresh token reuse: session %s of user %d revoked", session_id, user_id)
+
+    async def log_out(self, *, user_id: int, session_id: str) -> None:
+        """End the caller's session (one UPDATE); the user's other sessions keep working."""
+        async with self.sessions() as session:
+            await SessionRepository(session).revoke(
+                session_id=session_id, user_id=user_id, now=utcnow()
+            )
+        await self.session_check.forget((session_id,))
+
+    async def log_out_everywhere(self, *, user_id: int) -> None:
+        """End every session of the user (one UPDATE, then one SELECT of what it ended)."""
+        now = utcnow()
+        async with self.sessions() as session:
+            repo = SessionRepository(session)
+            await repo.revoke_all(user_id=user_id, now=now)
+            ended = await repo.ids_revoked_at(user_id=user_id, now=now)
+        await self.session_check.forget(ended)
+
+    async def get_account(self, *, user_id: int) -> AccountOut:
+        """The caller's account as stored (one SELECT). Raises ``AccountGone``."""
+        async with self.sessions() as session:
+            found = await UserRepository(session).get_account(user_id=user_id)
+        if found is None:
+            raise AccountGone()
+        email, created_at = found
+        return AccountOut(user_id=user_id, email=email, created_at=created_at)
+
+    async def change_password(
+        self, change: PasswordChangeIn, *, user_id: int, client_address: str
+    ) -> TokenOut:
+        """Replace the password, end every session, start a fresh one.
+
+        One SELECT to confirm the current password (throttled like a log-in), then one
+        transaction: UPDATE the hash, revoke all sessions, read their ids, INSERT the new one.
+        Raises ``TooManyFailedLogins``, ``WrongPassword``, ``AccountGone``.
+        """
+        await self._confirm_password(change.current_password, user_id, client_address)
+        new_hash = await self.hasher.hash(change.new_password)
+        now = utcnow()
+        async with transaction(self.sessions) as session:
+            if not await UserRepository(session).set_password(
+                user_id=user_id, password_hash=new_hash
+            ):
+                raise AccountGone()
+            repo = SessionRepository(session)
+            await repo.revoke_all(user_id=user_id, now=now)
+            ended = await repo.ids_revoked_at(user_id=user_id, now=now)
+            sid = await repo.start(user_id=user_id, refresh_expires_at=now + self.refresh_lifetime)
+        await self.session_check.forget(ended)
+        return self._tokens_for(user_id, sid, counter=0)
+
+    async def delete_account(self, password: str, *, user_id: int, client_address: str) -> None:
+        """Remove the account; its posts and sessions go by cascade.
+
+        One SELECT to confirm the password (throttled like a log-in), then one transaction:
+        revoke all sessions, read their ids, DELETE the user. Raises ``TooManyFailedLogins``,
+        ``WrongPassword``, ``AccountGone``.
+        """
+        await self._confirm_password(password, user_id, client_address)
+        now = utcnow()
+        async with transaction(self.sessions) as session:
+            repo = SessionRepository(session)
+            await repo.revoke_all(user_id=user_id, now=now)
+            ended = await repo.ids_revoked_at(user_id=user_id, now=now)
+            if not await UserRepository(session).delete(user_id=user_id):
+                raise AccountGone()
+        await self.session_check.forget(ended)
+        await self.forget_user_data(user_id)
+
+    async def _confirm_password(self, password: str, user_id: int, client_address: str) -> None:
+        """Check the account's password as a log-in would: throttle first, count a failure."""
+        async with self.sessions() as session:
+            found = await UserRepository(session).get_email_and_hash(user_id=user_id)
+        if found is None:
+            raise AccountGone()
+        email, password_hash = found
+        await self.throttle.check(email, client_address)
+        if not await self.hasher.verify(password, password_hash):
+            await self.throttle.failed(email, client_address)
+            raise WrongPassword()
+        await self.throttle.succeeded(email)
+
+    async def _start_session(self, user_id: int) -> TokenOut:
+        """INSERT a new session of the user and return its first tokens."""
+        async with self.sessions() as session:
+            sid = await SessionRepository(session).start(
+                user_id=user_id, refresh_expires_at=utcnow() + self.refresh_lifetime
+            )
+        return self._tokens_for(user_id, sid, counter=0)
+
+    def _tokens_for(self, user_id: int, session_id: str, *, counter: int) -> TokenOut:
+        issued = self.tokens.issue(user_id, session_id)
+        refresh = self.refresh_tokens.issue(user_id=user_id, session_id=session_id, counter=counter)
+        return TokenOut(
+            access_token=issued.token,
+            expires_in=issued.expires_in,
+            refresh_token=refresh,
+            refresh_expires_in=int(self.refresh_lifetime.total_seconds()),
+        )

@@ -7,7 +7,8 @@ top of a backend:
 * **Versioned entries.** Each cached value is stored with the tag of the version it was built
   from; a write replaces the version with a fresh random token, so a reader that started before
   the write stores its result under a tag that no longer matches and can never bring back stale
-  data. A read costs one round trip (``MGET`` of generation, version and value).
+  data. A read costs one round trip (``MGET`` of generation, version and value), several entries
+  read together too (``get_fresh_many``).
 * **Fail-soft.** A backend error never reaches the client: reads miss, writes are skipped, and
   a warning is logged. The cache is then bypassed until it answers again.
 * **A new generation after an outage.** Writes made while the backend was unreachable could not
@@ -237,17 +238,27 @@ class Cache:
         ``tag`` is what ``put_fresh`` needs to store a value computed now. Both are ``None``
         while the cache is unavailable.
         """
-        keys = (self._gen_key, f"{self._ns}:ver:{name}", f"{self._ns}:val:{name}")
+        return (await self.get_fresh_many((name,)))[0]
+
+    async def get_fresh_many(self, names: Sequence[str]) -> list[tuple[bytes | None, bytes | None]]:
+        """``get_fresh`` of several names in one round trip (one ``MGET``), in order."""
+        keys = [self._gen_key]
+        for name in names:
+            keys += (f"{self._ns}:ver:{name}", f"{self._ns}:val:{name}")
         found = await self._attempt(lambda: self.backend.get_many(keys), None)
         if found is None:
-            return None, None
-        gen, version, entry = found
-        tag = b"%s.%s" % (gen or b"-", version or b"-")
-        if entry is not None:
-            stored_tag, _, value = entry.partition(SEPARATOR)
-            if stored_tag == tag:
-                return value, tag
-        return None, tag
+            return [(None, None)] * len(names)
+        gen = found[0] or b"-"
+        entries: list[tuple[bytes | None, bytes | None]] = []
+        for version, entry in zip(found[1::2], found[2::2], strict=True):
+            tag = b"%s.%s" % (gen, version or b"-")
+            value = None
+            if entry is not None:
+                stored_tag, _, stored = entry.partition(SEPARATOR)
+                if stored_tag == tag:
+                    value = stored
+            entries.append((value, tag))
+        return entries
 
     async def put_fresh(self, name: str, tag: bytes | None, value: bytes, ttl: int) -> None:
         """Store ``value`` as computed under ``tag`` (from ``get_fresh``), for ``ttl`` seconds."""

@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, PositiveInt, SecretStr, field_validator
+from pydantic import Field, PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     metrics_enabled: bool = False
     shutdown_drain_seconds: Annotated[float, Field(ge=0, le=3600)] = 0.0
     forwarded_allow_ips: Annotated[tuple[str, ...], NoDecode] = ()
+    # Argon2id costs of new password hashes (RFC 9106's second recommended setting by default).
+    argon2_time_cost: Annotated[int, Field(ge=1, le=100)] = 3
+    argon2_memory_kib: Annotated[int, Field(ge=8, le=4 * 1_048_576)] = 65_536
+    argon2_parallelism: Annotated[int, Field(ge=1, le=64)] = 4
+
+    @model_validator(mode="after")
+    def _argon2_memory_fits_lanes(self) -> Settings:
+        """Argon2 needs at least 8 KiB of memory per lane."""
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism:
+            raise ValueError("ARGON2_MEMORY_KIB must be at least 8 x ARGON2_PARALLELISM")
+        return self
 
     @field_validator("cors_origins", "forwarded_allow_ips", mode="before")
     @classmethod

@@ -5,8 +5,9 @@ engine runs in autocommit mode: each statement is its own transaction, committed
 before it answers. That removes the BEGIN/COMMIT/ROLLBACK round trips a read or a one-statement
 write would otherwise pay; ``skip_autocommit_rollback`` stops SQLAlchemy from sending a ROLLBACK
 when a connection goes back to the pool. Code that needs several statements to be atomic must
-open a real transaction on its connection, e.g.
-``await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})``.
+open a real transaction with ``transaction(sessions)``: it sends ``BEGIN`` and ``COMMIT`` on the
+autocommit connection itself, two round trips, where switching the connection's isolation level
+would cost a ``SET`` on the way in and another on the way back to the pool.
 
 There is no ping per request either: a connection that turns out to be dead raises a
 disconnect error, SQLAlchemy invalidates the pool, the request gets a 503 and the next one
@@ -15,11 +16,13 @@ connects afresh.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import CursorResult, DateTime, Executable, MetaData, event
+from sqlalchemy import CursorResult, DateTime, Executable, MetaData, event, text
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -151,3 +154,28 @@ async def execute_dml(session: AsyncSession, statement: Executable) -> CursorRes
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that connect lazily (a cache hit never touches the pool) and keep loaded values."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@contextlib.asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session whose statements run in one transaction: all of them commit, or none.
+
+    ``BEGIN`` (SQLite: ``BEGIN IMMEDIATE``, which takes the write lock at once, so a read inside
+    the transaction cannot be overtaken by another writer) and ``COMMIT`` are sent explicitly on
+    the autocommit connection, at the databases' default isolation level. On any error the
+    transaction is rolled back; if even that fails the connection is discarded, never returned
+    to the pool mid-transaction.
+    """
+    async with sessions() as session:
+        connection = await session.connection()
+        sqlite = connection.dialect.name == "sqlite"
+        await session.execute(text("BEGIN IMMEDIATE" if sqlite else "BEGIN"))
+        try:
+            yield session
+            await session.execute(text("COMMIT"))
+        except BaseException:
+            try:
+                await session.execute(text("ROLLBACK"))
+            except Exception:  # the connection is gone or confused: never reuse it
+                await connection.invalidate()
+            raise

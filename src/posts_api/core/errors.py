@@ -23,7 +23,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
-from posts_api.core.security import InvalidToken, bearer_token
+from posts_api.core.security import InvalidToken, authenticate
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,13 @@ class Unauthorized(AppError):
     headers = BEARER
 
 
+class Forbidden(AppError):
+    """The credentials are fine but the request is refused (a wrong password to confirm it)."""
+
+    status_code = 403
+    detail = "Forbidden"
+
+
 class TooManyRequests(AppError):
     """The caller is throttled; ``retry_after`` says for how many seconds."""
 
@@ -95,10 +102,11 @@ class ErrorOut(BaseModel):
 
 ERROR_DESCRIPTIONS = {
     401: "Missing, malformed, invalid or expired bearer token (``WWW-Authenticate: Bearer``)",
+    403: "The password given to confirm the change is wrong",
     404: "Not found (another user's post looks exactly like a missing one)",
     409: "Conflict with existing data",
     413: "Request body larger than MAX_BODY_BYTES",
-    429: "Too many failed logins; retry after ``Retry-After`` seconds",
+    429: "Too many failed logins (or password confirmations); retry after ``Retry-After`` seconds",
     503: "The database is unreachable; retry later",
 }
 
@@ -153,8 +161,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """
     assert isinstance(exc, RequestValidationError)
     if requires_bearer(request.scope.get("route")):
+        # The full check, session included: a token of an ended session is a 401 whatever the
+        # body (off the hot path: only malformed requests get here).
+        state = request.app.state
         try:
-            request.app.state.tokens.verify(bearer_token(request.headers.get("authorization")))
+            await authenticate(
+                request.headers.get("authorization"), tokens=state.tokens, guard=state.session_guard
+            )
         except InvalidToken:
             return _json(Unauthorized.status_code, Unauthorized.detail, BEARER)
     errors = [

@@ -1,26 +1,35 @@
-"""Password hashing (Argon2id) and access tokens (JWT, HS256).
+"""Password hashing, access tokens (JWT), refresh tokens (HMAC) and request authentication.
 
-Hashing is slow on purpose (Argon2id, 64 MiB, 3 passes, 4 lanes: RFC 9106's second recommended
-setting) and runs on one dedicated, low-priority thread per process: argon2 releases the GIL, the
-event loop keeps the CPU it needs, a burst of log-ins queues instead of starving cached reads,
-and memory holds one hash's 64 MiB at a time.
+Hashing is slow on purpose (by default Argon2id, 64 MiB, 3 passes, 4 lanes: RFC 9106's second
+recommended setting; the ``ARGON2_*`` settings change it) and runs on one dedicated, low-
+priority thread per process: argon2 releases the GIL, the event loop keeps the CPU it needs, a
+burst of log-ins queues instead of starving cached reads, and memory holds one hash's 64 MiB at
+a time.
 
-Token checks are fast and pure: the user id comes from the verified ``sub`` claim, with no
-database query. Verified tokens are remembered in a small bounded map until they expire, so a
-client that reuses its token pays for the HMAC check once.
+Token checks are fast and pure: the user id and session id come from the verified ``sub`` and
+``sid`` claims, with no database query. Verified tokens are remembered in a small bounded map
+until they expire, so a client that reuses its token pays for the HMAC check once. Whether the
+session is still live is a separate check (``SessionGuard``) run on every request after it, so
+the memo can never let a token of an ended session through.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
+import hashlib
+import hmac
 import os
+import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import jwt
 from cachetools import LRUCache
@@ -28,12 +37,14 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ("exp", "iat", "jti", "sub")
-MAX_TOKEN_LENGTH = 2048  # ours are ~200 characters; anything far longer is not ours
+REQUIRED_CLAIMS = ("exp", "iat", "jti", "sub", "sid")
+MAX_TOKEN_LENGTH = 2048  # ours are ~250 characters; anything far longer is not ours
 ALLOWED_HEADER = frozenset({"alg", "typ"})  # no kid, jku, x5u, ...: nothing to look a key up by
 MAX_USER_ID = 2**63 - 1
+SESSION_ID = re.compile(r"[0-9a-f]{32}")
+MAX_REFRESH_TOKEN_LENGTH = 512
+MAX_REFRESH_COUNTER = 10**12
 
-_hasher = PasswordHash((Argon2Hasher(),))
 HASHING_NICENESS = 10  # the hashing thread yields the CPU to the event loop (Linux nice value)
 
 
@@ -43,33 +54,52 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
 
 
+# One thread per process, shared by every hasher: hashes queue instead of piling up in memory.
 _hashing = ThreadPoolExecutor(
     max_workers=1, thread_name_prefix="password-hashing", initializer=_lower_priority
 )
-# Verified against when the email is unknown, so both failures cost the same time.
-_DUMMY_HASH = _hasher.hash("not a real password: timing equaliser")
 
 
 class InvalidToken(Exception):
-    """The token is missing, malformed, tampered with, expired or lacks a required claim."""
+    """The token is missing, malformed, tampered with, expired or lacks a required claim.
 
-
-async def hash_password(password: str) -> str:
-    """Return an Argon2id hash (salted, encoded with its parameters), computed off the loop."""
-    return await asyncio.get_running_loop().run_in_executor(_hashing, _hasher.hash, password)
-
-
-async def verify_password(password: str, password_hash: str | None) -> bool:
-    """Check ``password`` against ``password_hash``, off the loop.
-
-    ``None`` (an unknown email) is checked against a dummy hash and always fails, taking the
-    same time as a wrong password: response timing does not tell which emails exist.
+    Also raised for a well-formed token whose session has ended.
     """
-    loop = asyncio.get_running_loop()
-    if password_hash is None:
-        await loop.run_in_executor(_hashing, _hasher.verify, password, _DUMMY_HASH)
-        return False
-    return await loop.run_in_executor(_hashing, _hasher.verify, password, password_hash)
+
+
+class PasswordHasher:
+    """Argon2id hashing and verification with the given costs, off the event loop.
+
+    Costs apply to new hashes only: a stored hash carries its own parameters, so hashes made
+    with other costs (1.0's included) still verify.
+    """
+
+    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int) -> None:
+        """Hash with ``time_cost`` passes over ``memory_kib`` KiB in ``parallelism`` lanes."""
+        self._hasher = PasswordHash(
+            (Argon2Hasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism),)
+        )
+        self._dummy_hash: str | None = None
+
+    async def hash(self, password: str) -> str:
+        """Return an Argon2id hash (salted, encoded with its parameters), computed off the loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_hashing, self._hasher.hash, password)
+
+    async def verify(self, password: str, password_hash: str | None) -> bool:
+        """Check ``password`` against ``password_hash``, off the loop.
+
+        ``None`` (an unknown email) is checked against a dummy hash made with the same costs and
+        always fails, taking the same time as a wrong password: response timing does not tell
+        which emails exist.
+        """
+        loop = asyncio.get_running_loop()
+        if password_hash is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await self.hash("not a real password: timing equaliser")
+            await loop.run_in_executor(_hashing, self._hasher.verify, password, self._dummy_hash)
+            return False
+        return await loop.run_in_executor(_hashing, self._hasher.verify, password, password_hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,34 +113,49 @@ class IssuedToken:
 class TokenCodec:
     """Signs and verifies access tokens with one key.
 
-    ``verify`` keeps up to ``remember`` verified tokens (token -> user id, expiry) so repeated
-    requests skip the signature check; an entry is used only until the token's ``exp``.
+    ``verify`` keeps up to ``remember`` verified tokens (token -> user id, session id, expiry)
+    so repeated requests skip the signature check; an entry is used only until the token's
+    ``exp``. It says nothing about the session being live: ``SessionGuard`` does.
     """
 
     def __init__(self, secret: str, lifetime: dt.timedelta, remember: int = 10_000) -> None:
         """Use ``secret`` for HS256 and issue tokens valid for ``lifetime``."""
         self._key = secret
         self._lifetime = lifetime
-        self._verified: LRUCache[str, tuple[int, float]] = LRUCache(maxsize=remember)
+        self._verified: LRUCache[str, tuple[int, str, float]] = LRUCache(maxsize=remember)
 
-    def issue(self, user_id: int) -> IssuedToken:
-        """Sign a token for ``user_id`` with ``sub``, ``iat``, ``exp`` and a unique ``jti``."""
+    @property
+    def lifetime_seconds(self) -> int:
+        """How long an access token lives, in whole seconds."""
+        return int(self._lifetime.total_seconds())
+
+    def issue(self, user_id: int, session_id: str) -> IssuedToken:
+        """Sign a token for ``user_id`` in session ``session_id``.
+
+        Claims: ``sub``, ``sid``, ``iat``, ``exp`` and a unique ``jti``.
+        """
         now = int(dt.datetime.now(dt.UTC).timestamp())
-        seconds = int(self._lifetime.total_seconds())
-        claims = {"sub": str(user_id), "iat": now, "exp": now + seconds, "jti": uuid.uuid4().hex}
+        seconds = self.lifetime_seconds
+        claims = {
+            "sub": str(user_id),
+            "sid": session_id,
+            "iat": now,
+            "exp": now + seconds,
+            "jti": uuid.uuid4().hex,
+        }
         return IssuedToken(jwt.encode(claims, self._key, algorithm=ALGORITHM), seconds)
 
-    def verify(self, token: str) -> int:
-        """Return the user id a valid token names; raise ``InvalidToken`` otherwise."""
+    def verify(self, token: str) -> tuple[int, str]:
+        """Return the ``(user_id, session_id)`` a valid token names; raise ``InvalidToken``."""
         now = time.time()
         known = self._verified.get(token)
-        if known is not None and known[1] > now:
-            return known[0]
-        user_id, exp = self._decode(token)
-        self._verified[token] = (user_id, exp)
-        return user_id
+        if known is not None and known[2] > now:
+            return known[0], known[1]
+        user_id, session_id, exp = self._decode(token)
+        self._verified[token] = (user_id, session_id, exp)
+        return user_id, session_id
 
-    def _decode(self, token: str) -> tuple[int, float]:
+    def _decode(self, token: str) -> tuple[int, str, float]:
         """Full verification: size, header, signature, algorithm, claims."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("token too long")
@@ -126,15 +171,116 @@ class TokenCodec:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(str(exc)) from exc
-        sub, jti = claims["sub"], claims["jti"]
+        sub, jti, sid = claims["sub"], claims["jti"], claims["sid"]
         if not (isinstance(sub, str) and sub.isascii() and sub.isdigit()):
             raise InvalidToken("sub is not a user id")
         if not isinstance(jti, str) or not jti:
             raise InvalidToken("jti is not a string")
+        if not (isinstance(sid, str) and SESSION_ID.fullmatch(sid)):
+            raise InvalidToken("sid is not a session id")
         user_id = int(sub)
         if not 0 < user_id <= MAX_USER_ID:
             raise InvalidToken("sub is out of range")
-        return user_id, float(claims["exp"])
+        return user_id, sid, float(claims["exp"])
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshClaim:
+    """What a genuine refresh token says: whose session, which one, and its rotation count."""
+
+    user_id: int
+    session_id: str
+    counter: int
+
+
+class RefreshCodec:
+    """Refresh tokens: ``{user_id}.{sid}.{counter}.{mac}``, checked by HMAC, stored nowhere.
+
+    The MAC is HMAC-SHA256 under a key derived from ``SECRET_KEY`` (so it is a different key
+    from the JWTs'). The database keeps only the session's current counter: someone who reads
+    it cannot make a token, and checking one's form and MAC needs no database round trip.
+    """
+
+    def __init__(self, secret: str) -> None:
+        """Derive the MAC key from ``secret``."""
+        self._key = hmac.new(secret.encode(), b"posts-api refresh token key", "sha256").digest()
+
+    def _mac(self, payload: str) -> str:
+        digest = hmac.new(self._key, f"refresh:{payload}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def issue(self, *, user_id: int, session_id: str, counter: int) -> str:
+        """The refresh token for rotation ``counter`` of the session."""
+        payload = f"{user_id}.{session_id}.{counter}"
+        return f"{payload}.{self._mac(payload)}"
+
+    def verify(self, token: str) -> RefreshClaim:
+        """Check form, length and MAC (constant-time); raise ``InvalidToken`` on any failure."""
+        if len(token) > MAX_REFRESH_TOKEN_LENGTH:
+            raise InvalidToken("refresh token too long")
+        parts = token.split(".")
+        if len(parts) != 4:
+            raise InvalidToken("not a refresh token")
+        user, sid, counter, mac = parts
+        payload = f"{user}.{sid}.{counter}"
+        if not hmac.compare_digest(mac.encode(), self._mac(payload).encode()):
+            raise InvalidToken("bad refresh token MAC")
+        # Only our own tokens get this far, but check their fields all the same.
+        if not (user.isascii() and user.isdigit() and 0 < int(user) <= MAX_USER_ID):
+            raise InvalidToken("bad user id")
+        if not SESSION_ID.fullmatch(sid):
+            raise InvalidToken("bad session id")
+        if not (counter.isascii() and counter.isdigit() and int(counter) < MAX_REFRESH_COUNTER):
+            raise InvalidToken("bad counter")
+        return RefreshClaim(int(user), sid, int(counter))
+
+
+Entry = tuple[bytes | None, bytes | None]
+"""A versioned cache entry as read: ``(value or None, tag for a fresh value or None)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: a verified token of a live session, plus cache entries read alongside.
+
+    ``prefetched`` holds, in order, the entries the route asked for (see ``authenticate``): they
+    ride in the same cache round trip as the session check.
+    """
+
+    user_id: int
+    session_id: str
+    prefetched: tuple[Entry, ...] = ()
+
+
+class SessionGuard(Protocol):
+    """Tells whether a session is live. Implemented by the auth domain (it owns the table)."""
+
+    async def check(
+        self, *, user_id: int, session_id: str, prefetch: Sequence[str] = ()
+    ) -> tuple[Entry, ...]:
+        """Raise ``InvalidToken`` unless ``session_id`` is a live session of ``user_id``.
+
+        Returns the versioned cache entries named in ``prefetch``, read in the same round trip.
+        """
+        ...
+
+
+async def authenticate(
+    authorization: str | None,
+    *,
+    tokens: TokenCodec,
+    guard: SessionGuard,
+    prefetch: Callable[[int], Sequence[str]] | None = None,
+) -> Caller:
+    """The one authentication of a request: a valid bearer token of a live session.
+
+    Used by the bearer dependency and by the 422 handler alike. ``prefetch(user_id)`` names
+    cache entries to read in the session check's round trip. Raises ``InvalidToken``.
+    """
+    user_id, session_id = tokens.verify(bearer_token(authorization))
+    names = prefetch(user_id) if prefetch is not None else ()
+    entries = await guard.check(user_id=user_id, session_id=session_id, prefetch=names)
+    return Caller(user_id, session_id, entries)
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -6,16 +6,17 @@ from fastapi import APIRouter, Response, status
 
 from posts_api.core.deps import CurrentUserId
 from posts_api.core.errors import documented
-from posts_api.posts.deps import Posts
+from posts_api.posts.deps import CallerWithList, Posts
 from posts_api.posts.schemas import PostCreatedOut, PostId, PostIn, PostOut
 
 router = APIRouter(prefix="/posts", tags=["posts"])
 
 
 @router.get("", response_model=list[PostOut], responses=documented(401, 503))
-async def list_posts(user_id: CurrentUserId, posts: Posts) -> Response:
+async def list_posts(caller: CallerWithList, posts: Posts) -> Response:
     """List the caller's posts, oldest first (cached per user)."""
-    return Response(await posts.list_posts(user_id), media_type="application/json")
+    body = await posts.list_posts(caller.user_id, cached=caller.prefetched[0])
+    return Response(body, media_type="application/json")
 
 
 @router.post("/post", status_code=status.HTTP_201_CREATED, responses=documented(401, 413, 503))

@@ -44,16 +44,20 @@ class PostService:
         self.cache = cache
         self.list_ttl = list_ttl
 
-    async def list_posts(self, user_id: int) -> bytes:
+    async def list_posts(
+        self, user_id: int, cached: tuple[bytes | None, bytes | None] | None = None
+    ) -> bytes:
         """Return the user's posts, oldest first, as JSON bytes: from the cache, or one SELECT.
 
-        A miss stores its result under the version it read before querying, so a write that
-        lands in between makes this result stale at once instead of hiding the write.
+        ``cached`` is the list's cache entry when the caller already read it (the bearer check
+        reads it with the session's, in one round trip); otherwise it is read here. A miss
+        stores its result under the version it read before querying, so a write that lands in
+        between makes this result stale at once instead of hiding the write.
         """
-        name = _list_name(user_id)
-        cached, tag = await self.cache.get_fresh(name)
-        if cached is not None:
-            return cached
+        name = list_name(user_id)
+        found, tag = cached if cached is not None else await self.cache.get_fresh(name)
+        if found is not None:
+            return found
         async with self.sessions() as session:
             rows = await PostRepository(session).list_for_user(user_id)
         body = PostList.dump_json([PostOut.model_validate(row) for row in rows])
@@ -103,10 +107,15 @@ class PostService:
             raise PostNotFound()
         await self._invalidate(user_id)
 
+    async def forget_user(self, user_id: int) -> None:
+        """Drop what is cached for a user whose account was deleted (their list)."""
+        await self._invalidate(user_id)
+
     async def _invalidate(self, user_id: int) -> None:
         """Make the user's cached list stale (after the database has the change)."""
-        await self.cache.invalidate(_list_name(user_id), self.list_ttl)
+        await self.cache.invalidate(list_name(user_id), self.list_ttl)
 
 
-def _list_name(user_id: int) -> str:
+def list_name(user_id: int) -> str:
+    """The cache entry name of a user's list of posts."""
     return f"posts:{user_id}"
