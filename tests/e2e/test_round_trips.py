@@ -8,63 +8,132 @@ The table in the README is these numbers; a change that adds a statement fails h
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.support import PASSWORD, StatementLog, User, mysql_connect, new_email, sign_up, verbs
+from tests.support import (
+    PASSWORD,
+    StatementLog,
+    User,
+    mysql_connect,
+    new_email,
+    sign_up,
+    user_from,
+    verbs,
+)
 
-Step = Callable[[httpx.AsyncClient, User, int], Awaitable[httpx.Response]]
+
+@dataclass
+class Ctx:
+    """What the steps act on: a user with a post, a second session of that user (cached), a
+    third one never used yet, and another account."""
+
+    user: User
+    post_id: int
+    spare: User
+    unused: User
+    other: User
 
 
-async def _signup(c: httpx.AsyncClient, _u: User, _p: int) -> httpx.Response:
+Step = Callable[[httpx.AsyncClient, Ctx], Awaitable[httpx.Response]]
+
+
+async def _signup(c: httpx.AsyncClient, _x: Ctx) -> httpx.Response:
     return await c.post("/auth/signup", json={"email": new_email(), "password": PASSWORD})
 
 
-async def _login(c: httpx.AsyncClient, u: User, _p: int) -> httpx.Response:
-    return await c.post("/auth/login", json={"email": u.email, "password": PASSWORD})
+async def _login(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.post("/auth/login", json={"email": x.user.email, "password": PASSWORD})
 
 
-async def _create(c: httpx.AsyncClient, u: User, _p: int) -> httpx.Response:
-    return await c.post("/posts/post", json={"text": "counted"}, headers=u.auth)
+async def _create(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.post("/posts/post", json={"text": "counted"}, headers=x.user.auth)
 
 
-async def _list(c: httpx.AsyncClient, u: User, _p: int) -> httpx.Response:
-    return await c.get("/posts", headers=u.auth)
+async def _list(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.get("/posts", headers=x.user.auth)
 
 
-async def _get(c: httpx.AsyncClient, u: User, p: int) -> httpx.Response:
-    return await c.get(f"/posts/post/{p}", headers=u.auth)
+async def _get(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.get(f"/posts/post/{x.post_id}", headers=x.user.auth)
 
 
-async def _update(c: httpx.AsyncClient, u: User, p: int) -> httpx.Response:
-    return await c.put(f"/posts/post/{p}", json={"text": "changed"}, headers=u.auth)
+async def _update(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.put(f"/posts/post/{x.post_id}", json={"text": "changed"}, headers=x.user.auth)
 
 
-async def _delete(c: httpx.AsyncClient, u: User, p: int) -> httpx.Response:
-    return await c.delete(f"/posts/post/{p}", headers=u.auth)
+async def _delete(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.delete(f"/posts/post/{x.post_id}", headers=x.user.auth)
 
 
-async def _get_missing(c: httpx.AsyncClient, u: User, _p: int) -> httpx.Response:
-    return await c.get("/posts/post/999999999", headers=u.auth)
+async def _get_missing(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.get("/posts/post/999999999", headers=x.user.auth)
 
 
-async def _delete_missing(c: httpx.AsyncClient, u: User, _p: int) -> httpx.Response:
-    return await c.delete("/posts/post/999999999", headers=u.auth)
+async def _delete_missing(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.delete("/posts/post/999999999", headers=x.user.auth)
 
 
-async def _update_missing(c: httpx.AsyncClient, u: User, _p: int) -> httpx.Response:
-    return await c.put("/posts/post/999999999", json={"text": "x"}, headers=u.auth)
+async def _update_missing(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.put("/posts/post/999999999", json={"text": "x"}, headers=x.user.auth)
+
+
+async def _refresh(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    resp = await c.post("/auth/refresh", json={"refresh_token": x.user.refresh_token})
+    x.user.refresh_token = resp.json()["refresh_token"]
+    return resp
+
+
+async def _refresh_forged(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.post("/auth/refresh", json={"refresh_token": x.user.refresh_token + "x"})
+
+
+async def _me(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.get("/auth/me", headers=x.user.auth)
+
+
+async def _me_new_session(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.get("/auth/me", headers=x.unused.auth)
+
+
+async def _logout(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.post("/auth/logout", headers=x.spare.auth)
+
+
+async def _logout_all(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.post("/auth/logout-all", headers=x.other.auth)
+
+
+async def _ended(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.get("/posts", headers=x.spare.auth)
+
+
+async def _password(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    body = {"current_password": PASSWORD, "new_password": PASSWORD}
+    resp = await c.put("/auth/password", json=body, headers=x.user.auth)
+    x.user = user_from(x.user.email, resp.json())
+    return resp
+
+
+async def _delete_account(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.request("DELETE", "/auth/me", json={"password": PASSWORD}, headers=x.user.auth)
 
 
 def expected(backend: str) -> dict[str, tuple[Step, int, list[str]]]:
-    """Endpoint -> (request, status, statements it may send), per database."""
+    """Endpoint -> (request, status, statements it may send), per database.
+
+    Every protected request checks its session: no statement while the cache holds it, one
+    SELECT when it does not ("me (session not cached)" pays it; a new session's first request
+    does).
+    """
     update = ["UPDATE"] if backend == "sqlite" else ["UPDATE", "SELECT"]  # no UPDATE..RETURNING
     return {
-        "signup": (_signup, 201, ["INSERT"]),
-        "login": (_login, 200, ["SELECT"]),
+        "signup": (_signup, 201, ["BEGIN", "INSERT", "INSERT", "COMMIT"]),
+        "login": (_login, 200, ["SELECT", "INSERT"]),
         "create": (_create, 201, ["INSERT"]),
         "list (miss)": (_list, 200, ["SELECT"]),
         "list (hit)": (_list, 200, []),
@@ -74,6 +143,26 @@ def expected(backend: str) -> dict[str, tuple[Step, int, list[str]]]:
         "get (404)": (_get_missing, 404, ["SELECT"]),
         "update (404)": (_update_missing, 404, ["UPDATE"]),
         "delete (404)": (_delete_missing, 404, ["DELETE"]),
+        "refresh": (_refresh, 200, ["UPDATE"]),
+        "refresh (forged)": (_refresh_forged, 401, []),
+        "me": (_me, 200, ["SELECT"]),
+        "me (session not cached)": (_me_new_session, 200, ["SELECT", "SELECT"]),
+        "logout": (_logout, 204, ["UPDATE"]),
+        # The first request after the end reads the database, which caches "ended".
+        "ended session": (_ended, 401, ["SELECT"]),
+        "ended session (again)": (_ended, 401, []),
+        "logout-all": (_logout_all, 204, ["UPDATE", "SELECT"]),
+        "password": (
+            _password,
+            200,
+            ["SELECT", "BEGIN", "UPDATE", "UPDATE", "SELECT", "INSERT", "COMMIT"],
+        ),
+        # The new session's first request: its session check is a miss.
+        "delete account": (
+            _delete_account,
+            204,
+            ["SELECT", "SELECT", "BEGIN", "UPDATE", "SELECT", "DELETE", "COMMIT"],
+        ),
     }
 
 
@@ -82,11 +171,18 @@ async def run_all(
 ) -> dict[str, tuple[list[str], Any]]:
     """Run each endpoint once (in an order that makes the list a miss, then a hit)."""
     user = await sign_up(client)
-    post_id = (await _create(client, user, 0)).json()["post_id"]
+    post_id = (await client.post("/posts/post", json={"text": "x"}, headers=user.auth)).json()
+    login = {"email": user.email, "password": PASSWORD}
+    spare = user_from(user.email, (await client.post("/auth/login", json=login)).json())
+    unused = user_from(user.email, (await client.post("/auth/login", json=login)).json())
+    other = await sign_up(client)
+    for warm in (spare, other):  # their sessions are now cached
+        assert (await client.get("/auth/me", headers=warm.auth)).status_code == 200
+    ctx = Ctx(user, post_id["post_id"], spare, unused, other)
     results = {}
     for name, (step, status, statements) in expected(backend).items():
         async with observe(name) as seen:
-            resp = await step(client, user, post_id)
+            resp = await step(client, ctx)
         assert resp.status_code == status, (name, resp.text)
         results[name] = (statements, seen)
     return results
@@ -121,7 +217,8 @@ async def test_commands_at_the_wire(client: httpx.AsyncClient, app: FastAPI, bac
         (was_on, was_output) = cur.fetchone() or (None, None)
         cur.execute("SET GLOBAL log_output = 'TABLE'")
         cur.execute("SET GLOBAL general_log = 1")
-    await _list(client, await sign_up(client), 0)  # open a pooled connection first
+    first = await sign_up(client)
+    await client.get("/posts", headers=first.auth)  # open a pooled connection first
 
     @asynccontextmanager
     async def observe(_name: str):  # type: ignore[no-untyped-def]
