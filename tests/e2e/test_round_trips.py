@@ -248,3 +248,48 @@ async def test_commands_at_the_wire(client: httpx.AsyncClient, app: FastAPI, bac
     for name, (wanted, sent) in results.items():
         sent = [s for s in sent if not s.startswith(("SELECT CONNECTION_ID", "SELECT @@global"))]
         assert verbs(sent) == wanted, f"{name}: {sent}"
+
+
+class CountingBackend:
+    """Wraps a cache backend and records each call: every backend call is one round trip
+    (one MGET, one SET, one pipeline)."""
+
+    def __init__(self, backend: Any) -> None:
+        """Forward to ``backend``."""
+        self.backend = backend
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        """The backend's method, counted."""
+        method = getattr(self.backend, name)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return await method(*args, **kwargs)
+
+        return counted
+
+
+async def test_cache_round_trips(
+    client: httpx.AsyncClient, app: FastAPI, statements: StatementLog
+) -> None:
+    """A cached GET /posts is one cache round trip and no statement, the session check
+    included; another protected request adds one round trip (the session) to its own work."""
+    user = await sign_up(client)
+    await client.post("/posts/post", json={"text": "x"}, headers=user.auth)
+    await client.get("/posts", headers=user.auth)  # the list and the session are now cached
+    cache = app.state.cache
+    counting = CountingBackend(cache.backend)
+    cache.backend = counting
+    try:
+        with statements.watching(app.state.engine) as sent:
+            resp = await client.get("/posts", headers=user.auth)
+        assert resp.status_code == 200
+        assert (counting.calls, sent) == (["get_many"], [])
+        counting.calls.clear()
+        with statements.watching(app.state.engine) as sent:
+            resp = await client.get("/auth/me", headers=user.auth)
+        assert resp.status_code == 200
+        assert (counting.calls, verbs(sent)) == (["get_many"], ["SELECT"])
+    finally:
+        cache.backend = counting.backend
