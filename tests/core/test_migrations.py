@@ -1,15 +1,30 @@
-"""The migrations build exactly what the models describe, on both databases."""
+"""The migrations build exactly what the models describe, on both databases, and upgrade a
+1.0 database in place."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from asgi_lifespan import LifespanManager
+from sqlalchemy import Connection, inspect, text
 
 from posts_api.core.db import Base, create_engine
+from posts_api.main import create_app
+from posts_api.migrations import upgrade_to_head
 from tests.conftest import make_settings
+from tests.support import (
+    FAST_HASHING,
+    AppClient,
+    create_mysql_database,
+    drop_mysql_database,
+    mysql_url,
+)
 
 
 def _differences(connection: Connection) -> list[Any]:
@@ -26,8 +41,84 @@ async def test_models_match_the_migrated_schema(migrated: dict[str, Any]) -> Non
                 lambda c: {col["name"]: col for col in inspect(c).get_columns("posts")}
             )
             foreign_keys = await connection.run_sync(lambda c: inspect(c).get_foreign_keys("posts"))
+            session_keys = await connection.run_sync(
+                lambda c: inspect(c).get_foreign_keys("sessions")
+            )
     finally:
         await engine.dispose()
     assert foreign_keys[0]["options"].get("ondelete") == "CASCADE"
+    assert session_keys[0]["options"].get("ondelete") == "CASCADE"
     if engine.dialect.name != "sqlite":
         assert "MEDIUMTEXT" in str(columns["text"]["type"]).upper()  # 16 MiB, not TEXT's 64 KiB
+
+
+# A hash made by posts-api 1.0 (Argon2id, t=3, m=64 MiB, p=4) of this password.
+PASSWORD_1_0 = "pässwörd 😀"
+HASH_1_0 = (
+    "$argon2id$v=19$m=65536,t=3,p=4$0JnqtRHdLtTaeus3H93spg$"
+    "xsIJYC/TKKLpn/Ag4LyWXhVz1IAw5TbaS9z6sQjb7X0"
+)
+
+
+def _to_1_0_with_data(connection: Connection) -> None:
+    """Migrate to 1.0's schema (revision 0001) and fill it as 1.0 would have."""
+    from alembic import command
+
+    from posts_api.migrations import alembic_config
+
+    command.upgrade(alembic_config(connection), "0001")
+    now = dt.datetime(2026, 11, 30, 12, 0, 0, 123456)
+    connection.execute(
+        text(
+            "INSERT INTO users (id, email, password_hash, created_at)"
+            " VALUES (7, 'old@example.com', :hash, :now)"
+        ),
+        {"hash": HASH_1_0, "now": now},
+    )
+    connection.execute(
+        text(
+            "INSERT INTO posts (id, user_id, text, created_at, updated_at)"
+            " VALUES (3, 7, :text, :now, :now)"
+        ),
+        {"text": "from 1.0 😀", "now": now},
+    )
+    connection.commit()
+
+
+@pytest.fixture
+def fresh_database(backend: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Settings for an empty database of ``backend`` (and an in-process cache)."""
+    if backend == "sqlite":
+        yield {"database_url": f"sqlite:///{tmp_path / 'old.db'}", "cache_url": "mem://"}
+        return
+    name = create_mysql_database()
+    try:
+        yield {"database_url": mysql_url(name), "cache_url": "mem://"}
+    finally:
+        drop_mysql_database(name)
+
+
+async def test_a_1_0_database_upgrades_in_place(fresh_database: dict[str, Any]) -> None:
+    """Users, passwords and posts of a 1.0 database survive ``posts-api migrate``."""
+    settings = make_settings(fresh_database | FAST_HASHING)
+    engine = create_engine(settings, autocommit=False)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_to_1_0_with_data)
+    finally:
+        await engine.dispose()
+    await upgrade_to_head(settings)
+    app = create_app(settings)
+    async with LifespanManager(app), AppClient(app, "127.0.0.9") as client:
+        body = {"email": "old@example.com", "password": PASSWORD_1_0}
+        resp = await client.post("/auth/login", json=body)
+        assert resp.status_code == 200, resp.text
+        auth = {"Authorization": f"Bearer {resp.json()['access_token']}"}
+        listed = (await client.get("/posts", headers=auth)).json()
+        assert [(p["post_id"], p["text"]) for p in listed] == [(3, "from 1.0 😀")]
+        me = (await client.get("/auth/me", headers=auth)).json()
+        assert me["user_id"] == 7
+        assert me["created_at"].startswith("2026-11-30T12:00:00.123456")
+        assert (
+            await client.post("/auth/refresh", json={"refresh_token": resp.json()["refresh_token"]})
+        ).status_code == 200

@@ -69,7 +69,8 @@ async def test_hashing_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(hasher._hasher, "hash", spy)
     await hasher.hash("off the loop")
-    assert threads and threading.get_ident() not in threads
+    assert threads
+    assert threading.get_ident() not in threads
 
 
 async def test_loop_stays_responsive_during_hashing() -> None:

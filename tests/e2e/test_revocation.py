@@ -17,7 +17,7 @@ import pytest
 
 from tests.proxy import Proxy
 from tests.reliability.helpers import private_redis
-from tests.support import REDIS_DB_APP, REDIS_HOST, REDIS_PORT, MakeApp, User, sign_up
+from tests.support import REDIS_DB_APP, REDIS_HOST, REDIS_PORT, AppClient, MakeApp, User, sign_up
 
 
 async def me(client: httpx.AsyncClient, user: User) -> int:
@@ -30,7 +30,7 @@ async def posts(client: httpx.AsyncClient, user: User) -> int:
     return (await client.get("/posts", headers=user.auth)).status_code
 
 
-async def wait_available(client: httpx.AsyncClient) -> None:
+async def wait_available(client: AppClient) -> None:
     """Wait until the app uses its cache again after an outage."""
     for _ in range(100):
         if client.app.state.cache.available:
