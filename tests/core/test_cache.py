@@ -133,3 +133,35 @@ async def test_outage_then_new_generation() -> None:
     finally:
         await cache.close()
         await proxy.cut()
+
+
+async def test_several_entries_in_one_read(cache: Cache) -> None:
+    """``get_fresh_many`` reads several entries in one backend call, each with its own tag."""
+    for name, value in (("a", b"A"), ("b", b"B")):
+        _, tag = await cache.get_fresh(name)
+        await cache.put_fresh(name, tag, value, ttl=60)
+    await cache.invalidate("b", ttl=60)
+    calls: list[object] = []
+    real = cache.backend.get_many
+
+    async def counted(keys: object) -> list[bytes | None]:
+        calls.append(keys)
+        return await real(keys)  # type: ignore[arg-type]
+
+    cache.backend.get_many = counted  # type: ignore[method-assign]
+    (a, a_tag), (b, b_tag), (c, c_tag) = await cache.get_fresh_many(("a", "b", "c"))
+    assert len(calls) == 1
+    assert (a, b, c) == (b"A", None, None)
+    assert a_tag is not None
+    assert b_tag is not None
+    assert c_tag is not None
+    await cache.put_fresh("b", b_tag, b"B2", ttl=60)
+    assert (await cache.get_fresh_many(("b", "a")))[0][0] == b"B2"
+
+
+async def test_several_entries_while_the_cache_is_away() -> None:
+    cache = Cache(RedisBackend("redis://127.0.0.1:1/0", timeout=0.2))
+    try:
+        assert await cache.get_fresh_many(("a", "b")) == [(None, None), (None, None)]
+    finally:
+        await cache.close()

@@ -1,0 +1,1 @@
+"""Tests of the auth domain's rules, below the HTTP layer."""
