@@ -234,20 +234,20 @@ def access_log_off() -> Iterator[None]:
 
 
 class _FixedTokens:
-    """Stands in for the token codec: every token names the same user, no check at all."""
+    """Stands in for the token codec: every token names the same session, no check at all."""
 
-    def __init__(self, user_id: int) -> None:
-        self.user_id = user_id
+    def __init__(self, user_id: int, session_id: str) -> None:
+        self.caller = (user_id, session_id)
 
-    def verify(self, _token: str) -> int:
-        return self.user_id
+    def verify(self, _token: str) -> tuple[int, str]:
+        return self.caller
 
 
 @contextlib.contextmanager
-def fixed_tokens(app: FastAPI, user_id: int) -> Iterator[None]:
+def fixed_tokens(app: FastAPI, user_id: int, session_id: str) -> Iterator[None]:
     """Swap ``app.state.tokens`` (what the bearer dependency verifies with) for the block."""
     codec = app.state.tokens
-    app.state.tokens = _FixedTokens(user_id)
+    app.state.tokens = _FixedTokens(user_id, session_id)
     try:
         yield
     finally:
@@ -263,14 +263,14 @@ class Variant:
     changes: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
 
 
-def build_variants(settings: Settings, user_id: int) -> dict[str, Variant]:
+def build_variants(settings: Settings, user_id: int, session_id: str) -> dict[str, Variant]:
     """The app as served, and each what-if, one change away from it.
 
     * ``log_off``: the JSON access log off;
     * ``sync_deps``: every plain ``def`` dependency of GET /posts swapped for an ``async def``
       twin (FastAPI runs a plain ``def`` dependency in its thread pool);
     * ``fixed_user``: the token codec the bearer dependency uses swapped for a stub that
-      returns the user's id (what verifying a token costs, the dependency itself kept);
+      returns the user's and session's ids (what verifying a token costs; the session check kept);
     * ``no_middleware``: the app's own middleware removed (access log, body limit);
     * ``all``: all of these together.
     """
@@ -288,7 +288,7 @@ def build_variants(settings: Settings, user_id: int) -> dict[str, Variant]:
         stack = contextlib.ExitStack()
         stack.enter_context(swapped_calls(app, asyncified))
         if hasattr(app.state, "tokens"):
-            stack.enter_context(fixed_tokens(app, user_id))
+            stack.enter_context(fixed_tokens(app, user_id, session_id))
         return stack
 
     return {
@@ -302,7 +302,7 @@ def build_variants(settings: Settings, user_id: int) -> dict[str, Variant]:
         "fixed_user": Variant(
             "token verification replaced by a fixed user id",
             served if hasattr(served.state, "tokens") else None,
-            lambda: fixed_tokens(served, user_id),
+            lambda: fixed_tokens(served, user_id, session_id),
         ),
         "no_middleware": Variant("no middleware (no access log, no body limit)", bare_app),
         "all": Variant("all of the above", bare_app, lambda: everything(bare_app)),
@@ -384,8 +384,8 @@ def run(
     )
     driver = Driver(make_scope(authorization))
     token = authorization.decode().partition(" ")[2]
-    user_id = int(jwt.decode(token, options={"verify_signature": False})["sub"])
-    variants = build_variants(settings, user_id)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    variants = build_variants(settings, int(claims["sub"]), claims["sid"])
     apps = {
         "bare": Variant("bare ASGI app", bare.build(bodies)),
         "minimal": Variant("minimal FastAPI route", minimal.build(bodies)),
