@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import jwt
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -31,7 +30,7 @@ from tests.reliability.helpers import (
     read_log,
     serving,
 )
-from tests.support import PASSWORD, SECRET, Server, User, claims, new_email
+from tests.support import PASSWORD, SECRET, Server, User, claims, new_email, user_from
 
 WRONG_PASSWORD = "not the password, but close"
 JSON = {"Content-Type": "application/json"}
@@ -61,11 +60,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             signup = httpx.post(
                 server.url + "/auth/signup", json={"email": email, "password": PASSWORD}
             )
-            token = signup.json()["access_token"]
-            user_id = int(jwt.decode(token, options={"verify_signature": False})["sub"])
             password = make_url(database_url).password
             assert password
-            yield Deployment(server, User(email, token, user_id), password)
+            yield Deployment(server, user_from(email, signup.json()), password)
 
 
 # forged tokens ------------------------------------------------------------------------------------
@@ -92,9 +89,10 @@ def forge(
 HS256 = {"alg": "HS256", "typ": "JWT"}
 
 
-def forgeries(sub: str) -> dict[str, str]:
-    """One token per attack, each naming ``sub`` (an existing user) as its subject."""
-    good = claims(sub)
+def forgeries(sub: str, sid: str) -> dict[str, str]:
+    """One token per attack, each naming ``sub`` (an existing user) and ``sid`` (their live
+    session)."""
+    good = claims(sub, changes={"sid": sid})
     genuine = forge(HS256, good)
     head, body, signature = genuine.split(".")
     return {
@@ -106,17 +104,25 @@ def forgeries(sub: str) -> dict[str, str]:
         "RS256 header": forge({"alg": "RS256", "typ": "JWT"}, good),
         "wrong key": forge(HS256, good, key=SECRET + "x"),
         "empty key": forge(HS256, good, key=""),
-        "expired": forge(HS256, claims(sub, lifetime=-120)),
-        "no exp": forge(HS256, claims(sub, changes={"exp": None})),
-        "no iat": forge(HS256, claims(sub, changes={"iat": None})),
-        "no jti": forge(HS256, claims(sub, changes={"jti": None})),
-        "no sub": forge(HS256, claims(sub, changes={"sub": None})),
+        "expired": forge(HS256, claims(sub, lifetime=-120, changes={"sid": sid})),
+        "no exp": forge(HS256, claims(sub, changes={"exp": None, "sid": sid})),
+        "no iat": forge(HS256, claims(sub, changes={"iat": None, "sid": sid})),
+        "no jti": forge(HS256, claims(sub, changes={"jti": None, "sid": sid})),
+        "no sub": forge(HS256, claims(sub, changes={"sub": None, "sid": sid})),
+        "no sid (a 1.0 token), real key": forge(HS256, claims(sub, changes={"sid": None})),
+        "sid of no session, real key": forge(HS256, claims(sub)),
+        "sid not hex, real key": forge(HS256, claims(sub, changes={"sid": "x" * 32})),
+        "live sid, another sub, real key": forge(
+            HS256, claims(str(int(sub) + 1), changes={"sid": sid})
+        ),
         "sub not an id": forge(HS256, claims("admin")),
         "kid header": forge({**HS256, "kid": "../../dev/null"}, good),
         "jku header": forge({**HS256, "jku": "http://127.0.0.1:1/keys"}, good),
         "tampered claims": f"{head}.{_b64(json.dumps(claims('1')).encode())}.{signature}",
         "signature stripped": f"{head}.{body}.",
-        "oversized (8 KiB, validly signed)": forge(HS256, claims(sub, changes={"pad": "x" * 8192})),
+        "oversized (8 KiB, validly signed)": forge(
+            HS256, claims(sub, changes={"pad": "x" * 8192, "sid": sid})
+        ),
         "oversized (64 KiB of junk)": "a" * 65536,
         "not a JWT": "abc.def",
     }
@@ -125,14 +131,15 @@ def forgeries(sub: str) -> dict[str, str]:
 def test_a_genuine_forgery_is_accepted(deployment: Deployment) -> None:
     """The control: a token built by ``forge`` with the server's key and all claims works, so
     every 401 below is the server refusing the attack, not a broken forger."""
-    token = forge(HS256, claims(str(deployment.user.id)))
+    user = deployment.user
+    token = forge(HS256, claims(str(user.id), changes={"sid": user.sid}))
     resp = httpx.get(deployment.url + "/posts", headers=bearer(token))
     assert resp.status_code == 200, resp.text
 
 
-@pytest.mark.parametrize("attack", list(forgeries("1")))
+@pytest.mark.parametrize("attack", list(forgeries("1", "0" * 32)))
 def test_forged_token_is_401(deployment: Deployment, attack: str) -> None:
-    token = forgeries(str(deployment.user.id))[attack]
+    token = forgeries(str(deployment.user.id), deployment.user.sid)[attack]
     for method, path in (("GET", "/posts"), ("POST", "/posts/post")):
         resp = httpx.request(
             method, deployment.url + path, headers=bearer(token), json={"text": "x"}
@@ -170,10 +177,13 @@ def test_logs_hold_no_secrets(deployment: Deployment) -> None:
     """Sign-ups, log-ins good and bad, posts, refusals: the log never shows a secret."""
     email = new_email("logged")
     with httpx.Client(base_url=deployment.url, timeout=20) as http:
-        token = http.post("/auth/signup", json={"email": email, "password": PASSWORD}).json()[
-            "access_token"
-        ]
+        signup = http.post("/auth/signup", json={"email": email, "password": PASSWORD}).json()
+        token = signup["access_token"]
         login = http.post("/auth/login", json={"email": email, "password": PASSWORD})
+        refresh = {"refresh_token": login.json()["refresh_token"]}
+        renewed = http.post("/auth/refresh", json=refresh).json()
+        http.post("/auth/refresh", json=refresh)  # reuse: logged as a warning
+        http.post("/auth/refresh", json={"refresh_token": "garbage"})
         http.post("/auth/login", json={"email": email, "password": WRONG_PASSWORD})
         http.post("/auth/signup", json={"email": email, "password": PASSWORD})  # 409
         http.post("/auth/signup", json={"email": email, "password": "short"})  # 422
@@ -188,6 +198,10 @@ def test_logs_hold_no_secrets(deployment: Deployment) -> None:
         "short password": '"short"',
         "token": token,
         "login token": login.json()["access_token"],
+        "refresh token": signup["refresh_token"],
+        "spent refresh token": refresh["refresh_token"],
+        "its MAC": refresh["refresh_token"].rsplit(".", 1)[1],
+        "rotated refresh token": renewed["refresh_token"],
         "token signature": token.rsplit(".", 1)[1],
         "SECRET_KEY": SECRET,
         "database password": deployment.database_password,
@@ -287,3 +301,32 @@ def test_garbage_on_the_socket_harms_nothing(deployment: Deployment) -> None:
             answer = sock.recv(4096)
         assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
     assert httpx.get(deployment.url + "/health").status_code == 200
+
+
+# stolen tokens --------------------------------------------------------------------------------
+
+
+def test_a_stolen_refresh_token_replayed_ends_the_session(deployment: Deployment) -> None:
+    """Token theft and replay: the thief and the victim both hold one refresh token. Whoever
+    refreshes second presents a spent token: 401, and the session (both parties' tokens) ends."""
+    with httpx.Client(base_url=deployment.url, timeout=20) as http:
+        email = new_email("theft")
+        victim = user_from(
+            email, http.post("/auth/signup", json={"email": email, "password": PASSWORD}).json()
+        )
+        stolen = victim.refresh_token
+        thief = http.post("/auth/refresh", json={"refresh_token": stolen})
+        assert thief.status_code == 200
+        replay = http.post("/auth/refresh", json={"refresh_token": stolen})  # the victim's turn
+        assert replay.status_code == 401
+        assert replay.json() == {"detail": "Invalid refresh token"}
+        for token in (thief.json()["access_token"], victim.token):
+            assert http.get("/posts", headers=bearer(token)).status_code == 401
+        again = http.post("/auth/refresh", json={"refresh_token": thief.json()["refresh_token"]})
+        assert again.status_code == 401
+        # A stolen access token dies with a logout too.
+        login = http.post("/auth/login", json={"email": email, "password": PASSWORD}).json()
+        auth = bearer(login["access_token"])
+        assert http.get("/posts", headers=auth).status_code == 200
+        assert http.post("/auth/logout", headers=auth).status_code == 204
+        assert http.get("/posts", headers=auth).status_code == 401
