@@ -140,3 +140,29 @@ def test_trusted_proxies_are_addresses_or_networks(
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1,proxy.example")
     with pytest.raises(ValidationError, match=r"proxy\.example"):
         Settings()
+
+
+def test_argon2_costs_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARGON2_TIME_COST", "2")
+    monkeypatch.setenv("ARGON2_MEMORY_KIB", "19456")
+    monkeypatch.setenv("ARGON2_PARALLELISM", "1")
+    settings = Settings(_env_file=None, secret_key="k" * 32)
+    assert (settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism) == (
+        2,
+        19456,
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    "costs",
+    [
+        {"argon2_time_cost": 0},
+        {"argon2_memory_kib": 7},
+        {"argon2_parallelism": 0},
+        {"argon2_memory_kib": 16, "argon2_parallelism": 4},  # under 8 KiB per lane
+    ],
+)
+def test_impossible_argon2_costs_are_refused(costs: dict[str, int]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, secret_key="k" * 32, **costs)  # type: ignore[arg-type]

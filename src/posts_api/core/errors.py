@@ -170,6 +170,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             )
         except InvalidToken:
             return _json(Unauthorized.status_code, Unauthorized.detail, BEARER)
+        except DBAPIError as db_exc:  # the session check's SELECT failed: answered as elsewhere
+            return await _dbapi_error(request, db_exc)
+        except (PoolTimeout, ConnectionError) as db_exc:
+            return await _database_error(request, db_exc)
     errors = [
         {k: v for k, v in error.items() if k in ("type", "loc", "msg", "ctx")}
         for error in exc.errors()
