@@ -141,7 +141,8 @@ async def test_many_users_writing_at_once(http: httpx.AsyncClient) -> None:
 
 async def test_two_hosts_share_one_truth(host: Host, http: httpx.AsyncClient) -> None:
     """A second ``serve --workers 2`` on the same MariaDB and Redis: whatever is written on one
-    host is read on the other at once, and the log-in throttle counts on both."""
+    host is read on the other at once, a logout on one ends the session on both, and the
+    log-in throttle counts on both."""
     with serving(host.workdir, host_env(host.stack), workers=2) as other:
         async with httpx.AsyncClient(
             base_url=other.url, timeout=REQUEST_TIMEOUT, limits=NO_KEEPALIVE
@@ -171,6 +172,15 @@ async def test_two_hosts_share_one_truth(host: Host, http: httpx.AsyncClient) ->
                     expected[resp.json()["post_id"]] = f"p{i}"
                 listed = (await reader.get("/posts", headers=user.auth)).json()
                 assert {p["post_id"]: p["text"] for p in listed} == expected, f"step {i}"
+
+            # Revocation: a logout on one host is a 401 on every worker of both at once.
+            for client in hosts:
+                for _ in range(4):  # both workers of each host see the session live
+                    assert (await client.get("/posts", headers=user.auth)).status_code == 200
+            assert (await http.post("/auth/logout", headers=user.auth)).status_code == 204
+            for client in hosts:
+                for _ in range(4):
+                    assert (await client.get("/posts", headers=user.auth)).status_code == 401
 
             # The throttle: failures on either host count for both.
             victim = await sign_up(http)
