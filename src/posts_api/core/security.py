@@ -79,7 +79,9 @@ class PasswordHasher:
         self._hasher = PasswordHash(
             (Argon2Hasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism),)
         )
-        self._dummy_hash: str | None = None
+        # Verified against when the email is unknown, so both failures cost the same time (made
+        # now, once per process, so that even the first unknown email costs no more).
+        self._dummy_hash = self._hasher.hash("not a real password: timing equaliser")
 
     async def hash(self, password: str) -> str:
         """Return an Argon2id hash (salted, encoded with its parameters), computed off the loop."""
@@ -95,8 +97,6 @@ class PasswordHasher:
         """
         loop = asyncio.get_running_loop()
         if password_hash is None:
-            if self._dummy_hash is None:
-                self._dummy_hash = await self.hash("not a real password: timing equaliser")
             await loop.run_in_executor(_hashing, self._hasher.verify, password, self._dummy_hash)
             return False
         return await loop.run_in_executor(_hashing, self._hasher.verify, password, password_hash)
