@@ -64,7 +64,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cache = cache
     app.state.tokens = tokens
     app.state.auth = AuthService(sessions, tokens, LoginThrottle(cache, settings))
-    app.state.posts = PostService(sessions, cache, settings.posts_cache_ttl_seconds)
+    app.state.posts = PostService(
+        sessions,
+        cache,
+        list_ttl=settings.posts_cache_ttl_seconds,
+        max_entry_bytes=settings.posts_cache_max_entry_bytes,
+        page_max=settings.posts_page_max,
+    )
     # Outermost first: the access log sees every answer, the 413 comes before anything else.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:  # closed by default: no CORS headers, browsers refuse other sites
@@ -79,5 +85,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(auth_router.router)
     app.include_router(posts_router.router)
+    posts_router.document_page_max(app, settings.posts_page_max)
     app.include_router(health.router)
     return app

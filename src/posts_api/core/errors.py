@@ -56,6 +56,13 @@ class Conflict(AppError):
     detail = "Conflict"
 
 
+class PreconditionFailed(AppError):
+    """A conditional request's precondition (``If-Match``) does not hold: nothing was done."""
+
+    status_code = 412
+    detail = "Precondition failed"
+
+
 class Unauthorized(AppError):
     """No valid credentials: missing, bad or expired token, or wrong email/password."""
 
@@ -97,6 +104,7 @@ ERROR_DESCRIPTIONS = {
     401: "Missing, malformed, invalid or expired bearer token (``WWW-Authenticate: Bearer``)",
     404: "Not found (another user's post looks exactly like a missing one)",
     409: "Conflict with existing data",
+    412: "``If-Match`` names no current version of the resource; nothing was changed",
     413: "Request body larger than MAX_BODY_BYTES",
     429: "Too many failed logins; retry after ``Retry-After`` seconds",
     503: "The database is unreachable; retry later",
