@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter
 
 from posts_api.posts.conditions import list_tag
-from posts_api.posts.repository import PostRow
+from posts_api.posts.repository import PostRow, UpdatedPost
 from posts_api.posts.schemas import PostOut
 
 HEADER = struct.Struct("<I24s")  # a list tag is always 24 bytes: quotes around 22 base64url
 _POST = TypeAdapter(PostOut)
 
 
-def serialize(row: PostRow) -> bytes:
+def serialize(row: PostRow | UpdatedPost) -> bytes:
     """One post as the compact JSON object the API returns in lists."""
     return _POST.dump_json(PostOut.model_validate(row))
 
