@@ -18,6 +18,16 @@ from tests.support import PASSWORD, StatementLog, User, mysql_connect, new_email
 
 Step = Callable[[httpx.AsyncClient, User, int], Awaitable[httpx.Response]]
 
+# The current tag of each post and list, as the last response gave it, for the conditional steps.
+TAGS: dict[str, str] = {}
+
+
+def remember(name: str, resp: httpx.Response) -> httpx.Response:
+    """Keep ``resp``'s ETag under ``name`` for a later conditional request."""
+    if "etag" in resp.headers:
+        TAGS[name] = resp.headers["etag"]
+    return resp
+
 
 async def _signup(c: httpx.AsyncClient, _u: User, _p: int) -> httpx.Response:
     return await c.post("/auth/signup", json={"email": new_email(), "password": PASSWORD})
@@ -28,23 +38,55 @@ async def _login(c: httpx.AsyncClient, u: User, _p: int) -> httpx.Response:
 
 
 async def _create(c: httpx.AsyncClient, u: User, _p: int) -> httpx.Response:
-    return await c.post("/posts/post", json={"text": "counted"}, headers=u.auth)
+    resp = await c.post("/posts/post", json={"text": "counted"}, headers=u.auth)
+    TAGS["created"] = str(resp.json()["post_id"])
+    return resp
 
 
 async def _list(c: httpx.AsyncClient, u: User, _p: int) -> httpx.Response:
-    return await c.get("/posts", headers=u.auth)
+    return remember("list", await c.get("/posts", headers=u.auth))
+
+
+async def _list_304(c: httpx.AsyncClient, u: User, _p: int) -> httpx.Response:
+    return await c.get("/posts", headers=u.auth | {"If-None-Match": TAGS["list"]})
+
+
+async def _page(c: httpx.AsyncClient, u: User, _p: int) -> httpx.Response:
+    return await c.get("/posts?limit=20&after=0", headers=u.auth)
 
 
 async def _get(c: httpx.AsyncClient, u: User, p: int) -> httpx.Response:
-    return await c.get(f"/posts/post/{p}", headers=u.auth)
+    return remember("post", await c.get(f"/posts/post/{p}", headers=u.auth))
+
+
+async def _get_304(c: httpx.AsyncClient, u: User, p: int) -> httpx.Response:
+    return await c.get(f"/posts/post/{p}", headers=u.auth | {"If-None-Match": TAGS["post"]})
 
 
 async def _update(c: httpx.AsyncClient, u: User, p: int) -> httpx.Response:
-    return await c.put(f"/posts/post/{p}", json={"text": "changed"}, headers=u.auth)
+    return remember("post", await c.put(f"/posts/post/{p}", json={"text": "x"}, headers=u.auth))
 
 
-async def _delete(c: httpx.AsyncClient, u: User, p: int) -> httpx.Response:
-    return await c.delete(f"/posts/post/{p}", headers=u.auth)
+async def _update_if_match(c: httpx.AsyncClient, u: User, p: int) -> httpx.Response:
+    headers = u.auth | {"If-Match": TAGS["post"]}
+    return remember("post", await c.put(f"/posts/post/{p}", json={"text": "y"}, headers=headers))
+
+
+async def _update_412(c: httpx.AsyncClient, u: User, p: int) -> httpx.Response:
+    headers = u.auth | {"If-Match": f'"p{p}.0"'}
+    return await c.put(f"/posts/post/{p}", json={"text": "z"}, headers=headers)
+
+
+async def _delete_412(c: httpx.AsyncClient, u: User, p: int) -> httpx.Response:
+    return await c.delete(f"/posts/post/{p}", headers=u.auth | {"If-Match": f'"p{p}.0"'})
+
+
+async def _delete_if_match(c: httpx.AsyncClient, u: User, p: int) -> httpx.Response:
+    return await c.delete(f"/posts/post/{p}", headers=u.auth | {"If-Match": TAGS["post"]})
+
+
+async def _delete(c: httpx.AsyncClient, u: User, _p: int) -> httpx.Response:
+    return await c.delete(f"/posts/post/{TAGS['created']}", headers=u.auth)
 
 
 async def _get_missing(c: httpx.AsyncClient, u: User, _p: int) -> httpx.Response:
@@ -66,10 +108,18 @@ def expected(backend: str) -> dict[str, tuple[Step, int, list[str]]]:
         "signup": (_signup, 201, ["INSERT"]),
         "login": (_login, 200, ["SELECT"]),
         "create": (_create, 201, ["INSERT"]),
+        "page (miss)": (_page, 200, ["SELECT"]),
         "list (miss)": (_list, 200, ["SELECT"]),
         "list (hit)": (_list, 200, []),
+        "page (hit)": (_page, 200, []),
+        "list (304)": (_list_304, 304, []),
         "get": (_get, 200, ["SELECT"]),
+        "get (304)": (_get_304, 304, ["SELECT"]),
         "update": (_update, 200, update),
+        "update (If-Match)": (_update_if_match, 200, update),
+        "update (412)": (_update_412, 412, ["UPDATE", "SELECT"]),
+        "delete (412)": (_delete_412, 412, ["DELETE", "SELECT"]),
+        "delete (If-Match)": (_delete_if_match, 204, ["DELETE"]),
         "delete": (_delete, 204, ["DELETE"]),
         "get (404)": (_get_missing, 404, ["SELECT"]),
         "update (404)": (_update_missing, 404, ["UPDATE"]),
