@@ -24,6 +24,8 @@ from posts_api.posts.schemas import PostIn, PostOut
 
 # Rows fetched per round of a streamed list: posts may be 1 MiB each, so a batch stays small.
 STREAM_BATCH = 8
+# A streamed list is sent in pieces of about this size: few sends for small posts.
+CHUNK_BYTES = 256 * 1024
 
 CachedRead = tuple[bytes | None, bytes | None]
 """What ``Cache.get_fresh`` answers for a list: ``(entry or None, version tag)``."""
@@ -263,10 +265,16 @@ async def _stream(
     try:
         yield b"[" + b",".join(kept)
         kept.clear()
+        chunk = bytearray()
         async for rows in batches:
-            yield b"," + b",".join(serialize(row) for row in rows)
+            for row in rows:  # one post at a time: a batch of 1 MiB posts is never doubled
+                chunk += b","
+                chunk += serialize(row)
+                if len(chunk) >= CHUNK_BYTES:
+                    yield bytes(chunk)
+                    chunk.clear()
         finished = True
-        yield b"]"
+        yield bytes(chunk + b"]")
     finally:
         await _release(session, batches, finished=finished)
 
