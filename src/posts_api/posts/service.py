@@ -1,9 +1,11 @@
-"""Post rules: ownership, the per-user list cache and its invalidation.
+"""Post rules: ownership, pages, conditional writes, the per-user list cache and its invalidation.
 
-The list of a user's posts is cached as the exact JSON bytes of the response, so a hit costs one
-cache round trip and no database call, no serialization. Every write by the user replaces the
-list's version after the database has the change and before the client hears of it: their very
-next GET /posts is a miss that sees the write, in any worker on any host sharing the cache.
+The list of a user's posts is cached as the exact JSON bytes of the response with its tag and
+item offsets (``posts.listing``), so a hit, a page cut from it or a 304 costs one cache round
+trip and no database call, no serialization. A list too large to cache is streamed from the
+database instead. Every write by the user replaces the list's version after the database has the
+change and before the client hears of it: their very next GET /posts is a miss that sees the
+write, in any worker on any host sharing the cache.
 """
 
 from __future__ import annotations
