@@ -63,7 +63,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         parallelism=settings.argon2_parallelism,
     )
     session_check = SessionCheck(sessions, cache, ttl=tokens.lifetime_seconds)
-    posts = PostService(sessions, cache, settings.posts_cache_ttl_seconds)
+    posts = PostService(
+        sessions,
+        cache,
+        list_ttl=settings.posts_cache_ttl_seconds,
+        max_entry_bytes=settings.posts_cache_max_entry_bytes,
+        page_max=settings.posts_page_max,
+    )
     # The composition root: each per-process object is built here once, then injected.
     app.state.settings = settings
     app.state.engine = engine
@@ -96,5 +102,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(auth_router.router)
     app.include_router(posts_router.router)
+    posts_router.document_page_max(app, settings.posts_page_max)
     app.include_router(health.router)
     return app

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from posts_api.core.cache import Cache, MemoryBackend, RedisBackend
 from tests.proxy import Proxy
+from tests.reliability.helpers import private_redis
 from tests.support import REDIS_DB_APP, REDIS_HOST, REDIS_PORT, flush_redis, redis_url
 
 
@@ -105,6 +107,35 @@ async def test_memory_backend_is_bounded() -> None:
     _, tag = await cache.get_fresh("huge")
     await cache.put_fresh("huge", tag, b"x" * 2_000_000, ttl=60)  # larger than the cache: dropped
     assert (await cache.get_fresh("huge"))[0] is None
+    assert cache.available  # refused, not unreachable: no outage, no new generation
+    assert (await cache.get_fresh("posts:4999"))[0] == b"x" * 1000
+
+
+async def test_a_value_redis_refuses_is_skipped_not_an_outage(tmp_path: Path) -> None:
+    """A private Redis short of memory (noeviction) answers OOM to a large SET: the value is
+    not cached, the cache stays in use and keeps every other entry. A refused invalidation,
+    though, is an outage: the stale entry it should retire must not be served."""
+    with private_redis(tmp_path) as server:
+        admin = server.client()
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", str(int(admin.info("memory")["used_memory"]) + 1_048_576))
+        admin.close()
+        cache = Cache(RedisBackend(server.url))
+        try:
+            _, tag = await cache.get_fresh("small")
+            await cache.put_fresh("small", tag, b"kept", ttl=60)
+            _, tag = await cache.get_fresh("big")
+            await cache.put_fresh("big", tag, b"x" * 4_000_000, ttl=60)
+            assert cache.available
+            assert (await cache.get_fresh("big"))[0] is None
+            assert (await cache.get_fresh("small"))[0] == b"kept"
+            _, tag = await cache.get_fresh("filler")
+            for i in range(64):  # fill memory with small values until Redis refuses writes
+                await cache.put_fresh(f"filler{i}", tag, b"y" * 65_536, ttl=60)
+            await cache.invalidate("small", ttl=60)
+            assert not cache.available
+        finally:
+            await cache.close()
 
 
 async def test_outage_then_new_generation() -> None:

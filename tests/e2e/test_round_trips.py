@@ -26,6 +26,16 @@ from tests.support import (
     verbs,
 )
 
+# The current tag of each post and list, as the last response gave it, for the conditional steps.
+TAGS: dict[str, str] = {}
+
+
+def remember(name: str, resp: httpx.Response) -> httpx.Response:
+    """Keep ``resp``'s ETag under ``name`` for a later conditional request."""
+    if "etag" in resp.headers:
+        TAGS[name] = resp.headers["etag"]
+    return resp
+
 
 @dataclass
 class Ctx:
@@ -51,23 +61,60 @@ async def _login(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
 
 
 async def _create(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
-    return await c.post("/posts/post", json={"text": "counted"}, headers=x.user.auth)
+    resp = await c.post("/posts/post", json={"text": "counted"}, headers=x.user.auth)
+    TAGS["created"] = str(resp.json()["post_id"])
+    return resp
 
 
 async def _list(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
-    return await c.get("/posts", headers=x.user.auth)
+    return remember("list", await c.get("/posts", headers=x.user.auth))
+
+
+async def _list_304(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.get("/posts", headers=x.user.auth | {"If-None-Match": TAGS["list"]})
+
+
+async def _page(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.get("/posts?limit=20&after=0", headers=x.user.auth)
 
 
 async def _get(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
-    return await c.get(f"/posts/post/{x.post_id}", headers=x.user.auth)
+    return remember("post", await c.get(f"/posts/post/{x.post_id}", headers=x.user.auth))
+
+
+async def _get_304(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    headers = x.user.auth | {"If-None-Match": TAGS["post"]}
+    return await c.get(f"/posts/post/{x.post_id}", headers=headers)
 
 
 async def _update(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
-    return await c.put(f"/posts/post/{x.post_id}", json={"text": "changed"}, headers=x.user.auth)
+    url = f"/posts/post/{x.post_id}"
+    return remember("post", await c.put(url, json={"text": "x"}, headers=x.user.auth))
+
+
+async def _update_if_match(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    headers = x.user.auth | {"If-Match": TAGS["post"]}
+    url = f"/posts/post/{x.post_id}"
+    return remember("post", await c.put(url, json={"text": "y"}, headers=headers))
+
+
+async def _update_412(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    headers = x.user.auth | {"If-Match": f'"p{x.post_id}.0"'}
+    return await c.put(f"/posts/post/{x.post_id}", json={"text": "z"}, headers=headers)
+
+
+async def _delete_412(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    headers = x.user.auth | {"If-Match": f'"p{x.post_id}.0"'}
+    return await c.delete(f"/posts/post/{x.post_id}", headers=headers)
+
+
+async def _delete_if_match(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    headers = x.user.auth | {"If-Match": TAGS["post"]}
+    return await c.delete(f"/posts/post/{x.post_id}", headers=headers)
 
 
 async def _delete(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
-    return await c.delete(f"/posts/post/{x.post_id}", headers=x.user.auth)
+    return await c.delete(f"/posts/post/{TAGS['created']}", headers=x.user.auth)
 
 
 async def _get_missing(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
@@ -135,10 +182,18 @@ def expected(backend: str) -> dict[str, tuple[Step, int, list[str]]]:
         "signup": (_signup, 201, ["BEGIN", "INSERT", "INSERT", "COMMIT"]),
         "login": (_login, 200, ["SELECT", "INSERT"]),
         "create": (_create, 201, ["INSERT"]),
+        "page (miss)": (_page, 200, ["SELECT"]),
         "list (miss)": (_list, 200, ["SELECT"]),
         "list (hit)": (_list, 200, []),
+        "page (hit)": (_page, 200, []),
+        "list (304)": (_list_304, 304, []),
         "get": (_get, 200, ["SELECT"]),
+        "get (304)": (_get_304, 304, ["SELECT"]),
         "update": (_update, 200, update),
+        "update (If-Match)": (_update_if_match, 200, update),
+        "update (412)": (_update_412, 412, ["UPDATE", "SELECT"]),
+        "delete (412)": (_delete_412, 412, ["DELETE", "SELECT"]),
+        "delete (If-Match)": (_delete_if_match, 204, ["DELETE"]),
         "delete": (_delete, 204, ["DELETE"]),
         "get (404)": (_get_missing, 404, ["SELECT"]),
         "update (404)": (_update_missing, 404, ["UPDATE"]),

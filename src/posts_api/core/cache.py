@@ -11,6 +11,10 @@ top of a backend:
   read together too (``get_fresh_many``).
 * **Fail-soft.** A backend error never reaches the client: reads miss, writes are skipped, and
   a warning is logged. The cache is then bypassed until it answers again.
+* **Too big is not unreachable.** A value the backend refuses (Redis's ``OOM`` or any other
+  error reply, the in-process budget) is simply not stored: the backend answered, so nothing
+  was missed and no outage starts. Callers also keep values small (``put_fresh`` is never
+  given a list above ``POSTS_CACHE_MAX_ENTRY_BYTES``), so a write never times out on its size.
 * **A new generation after an outage.** Writes made while the backend was unreachable could not
   invalidate anything, so, once it answers again, the first thing done is to replace the global
   generation token, which every entry's tag includes: all entries cached before the outage
@@ -30,7 +34,7 @@ from typing import Protocol, TypeVar
 import redis.asyncio as redis
 from cachetools import LRUCache
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from posts_api.core.config import Settings
@@ -46,8 +50,16 @@ class CacheUnavailable(Exception):
     """The cache backend could not be reached or did not answer in time."""
 
 
+class CacheRefused(Exception):
+    """The backend answered, and refused the command (out of memory, value too large...)."""
+
+
 class Backend(Protocol):
-    """The few key-value operations ``Cache`` needs; every method may raise ``CacheUnavailable``."""
+    """The few key-value operations ``Cache`` needs.
+
+    Every method may raise ``CacheUnavailable`` (not reached) or ``CacheRefused`` (reached,
+    said no).
+    """
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the value of each key, ``None`` for a missing or expired one."""
@@ -74,8 +86,8 @@ class Backend(Protocol):
 class MemoryBackend:
     """An in-process LRU cache bounded in bytes, with per-entry expiry (``mem://``).
 
-    Entries larger than the whole budget are simply not stored. It never fails, and it is not
-    shared: ``posts-api serve`` refuses to run several workers on it.
+    Entries larger than the whole budget are refused (``CacheRefused``). It is never
+    unavailable, and it is not shared: ``posts-api serve`` refuses to run several workers on it.
     """
 
     ENTRY_OVERHEAD = 400  # bytes per entry beyond its value: key, tuple, LRU links (measured)
@@ -101,10 +113,12 @@ class MemoryBackend:
         return [self._get(key, now) for key in keys]
 
     async def set(self, key: str, value: bytes, ttl: int | None) -> None:
-        """Store a value; one larger than the whole budget is dropped."""
+        """Store a value; raise ``CacheRefused`` for one larger than the whole budget."""
         expires = time.monotonic() + ttl if ttl is not None else float("inf")
-        with contextlib.suppress(ValueError):  # too large for the cache at all
+        try:
             self._entries[key] = (expires, value)
+        except ValueError as exc:  # too large for the cache at all
+            raise CacheRefused(f"{len(value)} bytes exceed the in-process cache") from exc
 
     async def count(self, keys: Sequence[str], window: int) -> None:
         """Increment fixed-window counters (stored as decimal bytes, like Redis)."""
@@ -137,9 +151,11 @@ class MemoryBackend:
 
 @contextlib.contextmanager
 def _unavailable_on_error() -> Iterator[None]:
-    """Turn redis-py's and the socket's errors into ``CacheUnavailable``."""
+    """Map Redis's error replies to ``CacheRefused``, its other errors to ``CacheUnavailable``."""
     try:
         yield
+    except ResponseError as exc:  # Redis answered: it is there, it said no (OOM, too large)
+        raise CacheRefused(str(exc)) from exc
     except (RedisError, OSError) as exc:
         raise CacheUnavailable(str(exc)) from exc
 
@@ -221,12 +237,25 @@ class Cache:
         """False while the backend is being bypassed after an error."""
         return self._healer is None
 
-    async def _attempt(self, operation: Callable[[], Awaitable[T]], default: T) -> T:
-        """Run one backend operation; ``default`` when bypassed or when it fails (logged once)."""
+    async def _attempt(
+        self, operation: Callable[[], Awaitable[T]], default: T, *, refusable: bool = False
+    ) -> T:
+        """Run one backend operation; ``default`` when bypassed or when it fails (logged once).
+
+        ``refusable``: a refusal (``CacheRefused``) only skips this operation. Only storing a
+        value is refusable; a refused invalidation must be treated as an outage, since the
+        stale entry it was meant to retire would otherwise keep being served.
+        """
         if not self.available:
             return default
         try:
             return await operation()
+        except CacheRefused as exc:
+            if not refusable:
+                self._failed(exc)
+                return default
+            log.info("cache refused a value, not cached: %s", exc)
+            return default
         except CacheUnavailable as exc:
             self._failed(exc)
             return default
@@ -264,7 +293,8 @@ class Cache:
         """Store ``value`` as computed under ``tag`` (from ``get_fresh``), for ``ttl`` seconds."""
         if tag is not None:
             key, entry = f"{self._ns}:val:{name}", tag + SEPARATOR + value
-            await self._attempt(lambda: self.backend.set(key, entry, ttl), None)
+            # Refusable: a value too large for the backend is not an outage (it answered).
+            await self._attempt(lambda: self.backend.set(key, entry, ttl), None, refusable=True)
 
     async def invalidate(self, name: str, ttl: int) -> None:
         """Make every stored value of ``name`` stale: give it a new version token.
@@ -305,7 +335,7 @@ class Cache:
         """Ask the backend directly whether it answers (used by ``/health``)."""
         try:
             await self.backend.ping()
-        except CacheUnavailable:
+        except (CacheUnavailable, CacheRefused):
             return False
         return True
 
@@ -329,7 +359,7 @@ class Cache:
             await asyncio.sleep(HEAL_INTERVAL_SECONDS)
             try:
                 await self.backend.set(self._gen_key, _token(), None)
-            except CacheUnavailable:
+            except (CacheUnavailable, CacheRefused):  # no new generation yet: keep bypassing
                 continue
             log.warning("cache reachable again; entries cached before the outage are dropped")
             self._healer = None

@@ -56,6 +56,13 @@ class Conflict(AppError):
     detail = "Conflict"
 
 
+class PreconditionFailed(AppError):
+    """A conditional request's precondition (``If-Match``) does not hold: nothing was done."""
+
+    status_code = 412
+    detail = "Precondition failed"
+
+
 class Unauthorized(AppError):
     """No valid credentials: missing, bad or expired token, or wrong email/password."""
 
@@ -105,6 +112,7 @@ ERROR_DESCRIPTIONS = {
     403: "The password given to confirm the change is wrong",
     404: "Not found (another user's post looks exactly like a missing one)",
     409: "Conflict with existing data",
+    412: "``If-Match`` names no current version of the resource; nothing was changed",
     413: "Request body larger than MAX_BODY_BYTES",
     429: "Too many failed logins (or password confirmations); retry after ``Retry-After`` seconds",
     503: "The database is unreachable; retry later",

@@ -2,15 +2,18 @@
 
 A post that is not the caller's is indistinguishable from one that does not exist: both match
 no row. Every method is one statement, except ``update_owned`` on databases without
-``UPDATE ... RETURNING`` (MySQL, MariaDB), which adds one SELECT.
+``UPDATE ... RETURNING`` (MySQL, MariaDB), which adds one SELECT. Lists are read in the
+primary-key order through the ``(user_id)`` index, whose entries carry the id: keyset pages
+(``id > after ... LIMIT``) need no OFFSET.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncGenerator, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import ColumnElement, Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,7 +45,7 @@ class PostRepository:
         """Use ``session`` for every statement."""
         self.session = session
 
-    async def add(self, user_id: int, text: str) -> int:
+    async def add(self, *, user_id: int, text: str) -> int:
         """INSERT a post and return its id. Raises ``UnknownOwner`` if the user is gone."""
         now = utcnow()
         stmt = insert(Post).values(user_id=user_id, text=text, created_at=now, updated_at=now)
@@ -54,28 +57,67 @@ class PostRepository:
         assert isinstance(post_id, int)
         return post_id
 
-    async def list_for_user(self, user_id: int) -> list[PostRow]:
-        """SELECT the user's posts, oldest first."""
-        stmt = select(*COLUMNS).where(Post.user_id == user_id).order_by(Post.id)
+    async def page_for_user(self, *, user_id: int, after: int, limit: int) -> list[PostRow]:
+        """SELECT at most ``limit`` of the user's posts with ids above ``after``, in id order."""
+        stmt = (
+            select(*COLUMNS)
+            .where(Post.user_id == user_id, Post.id > after)
+            .order_by(Post.id)
+            .limit(limit)
+        )
         return list((await self.session.execute(stmt)).all())
 
-    async def get_owned(self, post_id: int, user_id: int) -> PostRow | None:
+    async def stream_for_user(
+        self, *, user_id: int, after: int, batch: int
+    ) -> AsyncGenerator[Sequence[PostRow], None]:
+        """The user's posts with ids above ``after``, in id order, ``batch`` rows at a time.
+
+        One SELECT through a server-side cursor: rows are fetched as they are consumed, so
+        memory holds one batch, not the list (asyncmy: an unbuffered cursor; aiosqlite: batched
+        fetches). PostgreSQL's asyncpg can only keep a cursor inside a transaction: on that
+        database the session must have begun one. Stopping early leaves the cursor open: the
+        caller must then invalidate the session's connection (see ``PostService``), which is
+        cheaper than reading the rest of the rows to close it.
+        """
+        stmt = (
+            select(*COLUMNS)
+            .where(Post.user_id == user_id, Post.id > after)
+            .order_by(Post.id)
+            .execution_options(yield_per=batch)
+        )
+        result = await self.session.stream(stmt)
+        async for rows in result.partitions():
+            yield rows
+
+    async def get_owned(self, *, post_id: int, user_id: int) -> PostRow | None:
         """SELECT one post if it exists and is the user's."""
         stmt = select(*COLUMNS).where(Post.id == post_id, Post.user_id == user_id)
         return (await self.session.execute(stmt)).one_or_none()
 
+    async def exists_owned(self, *, post_id: int, user_id: int) -> bool:
+        """SELECT whether the user has this post (tells a 412 from a 404 after a failed write)."""
+        stmt = select(Post.id).where(Post.id == post_id, Post.user_id == user_id)
+        return (await self.session.scalar(stmt)) is not None
+
     async def update_owned(
-        self, post_id: int, user_id: int, text: str
+        self,
+        *,
+        post_id: int,
+        user_id: int,
+        text: str,
+        updated_in: list[dt.datetime] | None = None,
     ) -> PostRow | UpdatedPost | None:
         """UPDATE the text of the user's post; return it as this update left it, or ``None``.
 
-        Without ``UPDATE ... RETURNING`` (MySQL, MariaDB) only ``created_at`` is read back: the
-        text and the time are this update's own, where re-reading them could return those of
-        a concurrent update that landed in between.
+        ``updated_in``: when given, the post is only changed if its ``updated_at`` is one of
+        these (``If-Match``); ``None`` is then also the answer when it is not. Without
+        ``UPDATE ... RETURNING`` (MySQL, MariaDB) only ``created_at`` is read back: the text and
+        the time are this update's own, where re-reading them could return those of a
+        concurrent update that landed in between.
         """
         owned = (Post.id == post_id, Post.user_id == user_id)
         now = utcnow()
-        stmt = update(Post).where(*owned).values(text=text, updated_at=now)
+        stmt = update(Post).where(*owned, *_unchanged(updated_in)).values(text=text, updated_at=now)
         if self.session.get_bind().dialect.update_returning:
             return (await self.session.execute(stmt.returning(*COLUMNS))).one_or_none()
         if (await execute_dml(self.session, stmt)).rowcount == 0:
@@ -83,7 +125,19 @@ class PostRepository:
         created_at = await self.session.scalar(select(Post.created_at).where(*owned))
         return None if created_at is None else UpdatedPost(post_id, text, created_at, now)
 
-    async def delete_owned(self, post_id: int, user_id: int) -> bool:
-        """DELETE the user's post; ``False`` if there was none to delete."""
-        stmt = delete(Post).where(Post.id == post_id, Post.user_id == user_id)
+    async def delete_owned(
+        self, *, post_id: int, user_id: int, updated_in: list[dt.datetime] | None = None
+    ) -> bool:
+        """DELETE the user's post; ``False`` if there was none to delete.
+
+        ``updated_in`` as in ``update_owned``: ``False`` too when the post has changed since.
+        """
+        stmt = delete(Post).where(
+            Post.id == post_id, Post.user_id == user_id, *_unchanged(updated_in)
+        )
         return (await execute_dml(self.session, stmt)).rowcount > 0
+
+
+def _unchanged(updated_in: list[dt.datetime] | None) -> tuple[ColumnElement[bool], ...]:
+    """The ``If-Match`` condition of a write: no condition, or ``updated_at IN (...)``."""
+    return () if updated_in is None else (Post.updated_at.in_(updated_in),)

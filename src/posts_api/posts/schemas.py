@@ -38,4 +38,4 @@ class PostOut(BaseModel):
 
 
 PostList = TypeAdapter(list[PostOut])
-"""Serializes a user's posts straight to JSON bytes (what the list cache stores)."""
+"""Serializes a list of posts to JSON bytes in one call (the bench builds lists with it)."""

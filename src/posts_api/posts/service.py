@@ -1,25 +1,59 @@
-"""Post rules: ownership, the per-user list cache and its invalidation.
+"""Post rules: ownership, pages, conditional writes, the per-user list cache and its invalidation.
 
-The list of a user's posts is cached as the exact JSON bytes of the response, so a hit costs one
-cache round trip and no database call, no serialization. Every write by the user replaces the
-list's version after the database has the change and before the client hears of it: their very
-next GET /posts is a miss that sees the write, in any worker on any host sharing the cache.
+The list of a user's posts is cached as the exact JSON bytes of the response with its tag and
+item offsets (``posts.listing``), so a hit, a page cut from it or a 304 costs one cache round
+trip and no database call, no serialization. A list too large to cache is streamed from the
+database instead. Every write by the user replaces the list's version after the database has the
+change and before the client hears of it: their very next GET /posts is a miss that sees the
+write, in any worker on any host sharing the cache.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from posts_api.core.cache import Cache
-from posts_api.core.errors import NotFound, Unauthorized
-from posts_api.posts.repository import PostRepository, UnknownOwner
-from posts_api.posts.schemas import PostIn, PostList, PostOut
+from posts_api.core.errors import NotFound, PreconditionFailed, Unauthorized
+from posts_api.posts.conditions import TagList, updated_at_named
+from posts_api.posts.listing import CachedList, ListQuery, Page, serialize
+from posts_api.posts.repository import PostRepository, PostRow, UnknownOwner
+from posts_api.posts.schemas import PostIn, PostOut
+
+# Rows fetched per round of a streamed list: posts may be 1 MiB each, so a batch stays small.
+STREAM_BATCH = 8
+# A streamed list is sent in pieces of about this size: few sends for small posts.
+CHUNK_BYTES = 256 * 1024
+
+CachedRead = tuple[bytes | None, bytes | None]
+"""What ``Cache.get_fresh`` answers for a list: ``(entry or None, version tag)``."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A list too large to cache, sent as it is read: no tag, nothing cached.
+
+    ``chunks`` owns a database session until it is exhausted or closed: whoever sends it must
+    ``aclose()`` it when done, whether the client read it all or went away.
+    """
+
+    chunks: AsyncIterator[bytes]
 
 
 class PostNotFound(NotFound):
     """No such post for this user (it may exist for someone else: that looks the same)."""
 
     detail = "Post not found"
+
+
+class PostChanged(PreconditionFailed):
+    """``If-Match`` names a version of the post that is no longer current."""
+
+    detail = "The post has changed since the version named by If-Match"
 
 
 class OwnerGone(Unauthorized):
@@ -37,42 +71,110 @@ class PostService:
     """
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], cache: Cache, list_ttl: int
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        cache: Cache,
+        *,
+        list_ttl: int,
+        max_entry_bytes: int,
+        page_max: int,
     ) -> None:
-        """Use ``sessions`` for the database, ``cache`` for lists kept ``list_ttl`` seconds."""
+        """Use ``sessions`` for the database, ``cache`` for lists kept ``list_ttl`` seconds.
+
+        Lists whose JSON exceeds ``max_entry_bytes`` are streamed, never cached; a page holds
+        at most ``page_max`` posts.
+        """
         self.sessions = sessions
         self.cache = cache
         self.list_ttl = list_ttl
+        self.max_entry_bytes = max_entry_bytes
+        self.page_max = page_max
 
     async def list_posts(
-        self, user_id: int, cached: tuple[bytes | None, bytes | None] | None = None
-    ) -> bytes:
-        """Return the user's posts, oldest first, as JSON bytes: from the cache, or one SELECT.
+        self,
+        *,
+        user_id: int,
+        query: ListQuery,
+        if_none_match: TagList | None = None,
+        cached: CachedRead | None = None,
+    ) -> Page | Stream:
+        """The user's posts that ``query`` asks for, in id order.
 
-        ``cached`` is the list's cache entry when the caller already read it (the bearer check
-        reads it with the session's, in one round trip); otherwise it is read here. A miss
-        stores its result under the version it read before querying, so a write that lands in
+        From the cached list when there is one (no database call), else one SELECT: a page
+        with ``LIMIT`` (not cached), or the list through a cursor, cached if it fits in
+        ``max_entry_bytes`` and streamed (``Stream``) if not. ``cached`` is the cache read of
+        this user's list when the caller already made it (same answer as ``get_fresh``). A miss
+        stores its result under the version read before querying, so a write that lands in
         between makes this result stale at once instead of hiding the write.
         """
         name = list_name(user_id)
-        found, tag = cached if cached is not None else await self.cache.get_fresh(name)
-        if found is not None:
-            return found
-        async with self.sessions() as session:
-            rows = await PostRepository(session).list_for_user(user_id)
-        body = PostList.dump_json([PostOut.model_validate(row) for row in rows])
-        await self.cache.put_fresh(name, tag, body, self.list_ttl)
-        return body
+        entry, version = cached if cached is not None else await self.cache.get_fresh(name)
+        if entry is not None:
+            page = CachedList.unpack(entry).page(user_id=user_id, query=query)
+        elif query.limit is not None:
+            page = await self._read_page(user_id=user_id, after=query.after, limit=query.limit)
+        else:
+            read = await self._read_list(user_id=user_id, after=query.after)
+            if isinstance(read, Stream):
+                return read
+            if query.after == 0:
+                await self.cache.put_fresh(name, version, read.pack(), self.list_ttl)
+            page = read.page(user_id=user_id, query=query)
+        if if_none_match is not None and if_none_match.matches_weakly(page.etag):
+            return Page(None, page.etag, page.next_after)
+        return page
 
-    async def get_post(self, user_id: int, post_id: int) -> PostOut:
+    async def _read_page(self, *, user_id: int, after: int, limit: int) -> Page:
+        """One SELECT of ``limit`` + 1 rows: the extra one says whether a next page exists."""
+        async with self.sessions() as session:
+            rows = await PostRepository(session).page_for_user(
+                user_id=user_id, after=after, limit=limit + 1
+            )
+        following = rows[limit - 1].post_id if len(rows) > limit else None
+        ids = [row.post_id for row in rows[:limit]]
+        listed = CachedList.build(
+            user_id=user_id, ids=ids, items=[serialize(r) for r in rows[:limit]]
+        )
+        return Page(listed.body, listed.etag, following)
+
+    async def _read_list(self, *, user_id: int, after: int) -> CachedList | Stream:
+        """Read the posts above ``after`` through a cursor; a ``Stream`` once they pass the cap.
+
+        Until the JSON passes ``max_entry_bytes`` the items are kept; past it, the session and
+        the cursor are handed to the stream, which sends what was kept and then the rest.
+        """
+        session = self.sessions()
+        batches = PostRepository(session).stream_for_user(
+            user_id=user_id, after=after, batch=STREAM_BATCH
+        )
+        ids: list[int] = []
+        items: list[bytes] = []
+        size = 2
+        finished = handed_over = False
+        try:
+            async for rows in batches:
+                for row in rows:
+                    items.append(serialize(row))
+                    ids.append(row.post_id)
+                    size += len(items[-1]) + 1
+                if size > self.max_entry_bytes:
+                    handed_over = True  # the stream owns the session and the cursor now
+                    return Stream(_stream(session, batches, items))
+            finished = True
+        finally:
+            if not handed_over:
+                await _release(session, batches, finished=finished)
+        return CachedList.build(user_id=user_id, ids=ids, items=items)
+
+    async def get_post(self, *, user_id: int, post_id: int) -> PostOut:
         """Return one of the user's posts (one SELECT). Raises ``PostNotFound``."""
         async with self.sessions() as session:
-            row = await PostRepository(session).get_owned(post_id, user_id)
+            row = await PostRepository(session).get_owned(post_id=post_id, user_id=user_id)
         if row is None:
             raise PostNotFound()
         return PostOut.model_validate(row)
 
-    async def create_post(self, user_id: int, post: PostIn) -> int:
+    async def create_post(self, *, user_id: int, post: PostIn) -> int:
         """Store a new post and return its id (one INSERT). Raises ``OwnerGone``.
 
         Either way the user's cached list is dropped: a user removed from the database (their
@@ -80,31 +182,48 @@ class PostService:
         """
         try:
             async with self.sessions() as session:
-                post_id = await PostRepository(session).add(user_id, post.text)
+                post_id = await PostRepository(session).add(user_id=user_id, text=post.text)
         except UnknownOwner:
             await self._invalidate(user_id)
             raise OwnerGone() from None
         await self._invalidate(user_id)
         return post_id
 
-    async def update_post(self, user_id: int, post_id: int, post: PostIn) -> PostOut:
+    async def update_post(
+        self, *, user_id: int, post_id: int, post: PostIn, if_match: TagList | None = None
+    ) -> PostOut:
         """Replace a post's text and return the post (UPDATE, plus a SELECT without RETURNING).
 
-        Raises ``PostNotFound``.
+        ``if_match`` goes in the UPDATE's ``WHERE``; only when it matches no row, one SELECT
+        tells which error it is. Raises ``PostNotFound``, ``PostChanged``.
         """
+        updated_in = _condition(post_id=post_id, if_match=if_match)
         async with self.sessions() as session:
-            row = await PostRepository(session).update_owned(post_id, user_id, post.text)
-        if row is None:
-            raise PostNotFound()
+            repo = PostRepository(session)
+            row = await repo.update_owned(
+                post_id=post_id, user_id=user_id, text=post.text, updated_in=updated_in
+            )
+            if row is None:
+                await _refuse(repo, post_id=post_id, user_id=user_id, conditional=updated_in)
+        assert row is not None
         await self._invalidate(user_id)
         return PostOut.model_validate(row)
 
-    async def delete_post(self, user_id: int, post_id: int) -> None:
-        """Delete a post (one DELETE; its row count tells a 404). Raises ``PostNotFound``."""
+    async def delete_post(
+        self, *, user_id: int, post_id: int, if_match: TagList | None = None
+    ) -> None:
+        """Delete a post (one DELETE; its row count tells a 404).
+
+        ``if_match`` as in ``update_post``. Raises ``PostNotFound``, ``PostChanged``.
+        """
+        updated_in = _condition(post_id=post_id, if_match=if_match)
         async with self.sessions() as session:
-            deleted = await PostRepository(session).delete_owned(post_id, user_id)
-        if not deleted:
-            raise PostNotFound()
+            repo = PostRepository(session)
+            deleted = await repo.delete_owned(
+                post_id=post_id, user_id=user_id, updated_in=updated_in
+            )
+            if not deleted:
+                await _refuse(repo, post_id=post_id, user_id=user_id, conditional=updated_in)
         await self._invalidate(user_id)
 
     async def forget_user(self, user_id: int) -> None:
@@ -119,3 +238,65 @@ class PostService:
 def list_name(user_id: int) -> str:
     """The cache entry name of a user's list of posts."""
     return f"posts:{user_id}"
+
+
+def _condition(*, post_id: int, if_match: TagList | None) -> list[dt.datetime] | None:
+    """The ``updated_at`` values a conditional write may find (``None``: unconditional).
+
+    ``*`` matches any existing post: no condition beyond ownership.
+    """
+    if if_match is None or if_match.any:
+        return None
+    return updated_at_named(post_id=post_id, tags=if_match.strong_tags())
+
+
+async def _refuse(
+    repo: PostRepository, *, post_id: int, user_id: int, conditional: list[dt.datetime] | None
+) -> None:
+    """Raise the error of a write that matched no row: 404, or 412 if only the tag was wrong."""
+    if conditional is not None and await repo.exists_owned(post_id=post_id, user_id=user_id):
+        raise PostChanged()
+    raise PostNotFound()
+
+
+async def _stream(
+    session: AsyncSession, batches: AsyncGenerator[Sequence[PostRow], None], kept: list[bytes]
+) -> AsyncIterator[bytes]:
+    """The JSON array: the items already read, then each batch as the cursor yields it.
+
+    A database failure mid-way raises here, after the status line went out: the server then
+    cuts the connection and the client sees a truncated body. The session is released however
+    the stream ends.
+    """
+    finished = False
+    try:
+        yield b"[" + b",".join(kept)
+        kept.clear()
+        chunk = bytearray()
+        async for rows in batches:
+            for row in rows:  # one post at a time: a batch of 1 MiB posts is never doubled
+                chunk += b","
+                chunk += serialize(row)
+                if len(chunk) >= CHUNK_BYTES:
+                    yield bytes(chunk)
+                    chunk.clear()
+        finished = True
+        yield bytes(chunk + b"]")
+    finally:
+        await _release(session, batches, finished=finished)
+
+
+async def _release(
+    session: AsyncSession, batches: AsyncGenerator[Sequence[PostRow], None], *, finished: bool
+) -> None:
+    """Give the connection back, or drop it if its cursor may still hold rows.
+
+    Dropping is cheaper than reading the rest of the rows to close the cursor. Shielded: a
+    client that went away cancels the request, not this clean-up.
+    """
+    with anyio.CancelScope(shield=True):
+        await batches.aclose()
+        if finished:
+            await session.close()
+        else:
+            await session.invalidate()

@@ -1,0 +1,1 @@
+"""Rules of the posts domain, tested below the HTTP layer."""
