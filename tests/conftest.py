@@ -1,8 +1,9 @@
 """Fixtures: the app built by ``create_app`` on each database set-up, migrated as in production.
 
-``backend`` is ``sqlite`` (a file + the in-process cache) or ``mysql`` (MariaDB/MySQL + Redis,
-real connections). Tests that take ``client`` run on both; the MySQL set-up skips with a reason
-when its servers are absent, and fails under ``CI=true``.
+``backend`` is ``sqlite`` (a file + the in-process cache), ``mysql`` (MariaDB/MySQL + Redis) or
+``postgres`` (PostgreSQL + Redis), real connections each. Tests that take ``client`` run on all
+three; a server set-up skips with a reason when its servers are absent, and fails under
+``CI=true``.
 """
 
 from __future__ import annotations
@@ -22,16 +23,14 @@ from posts_api.core.config import Settings
 from posts_api.main import create_app
 from posts_api.migrations import upgrade_to_head
 from tests.support import (
+    DATABASE_SERVERS,
     FAST_HASHING,
     REDIS_DB_APP,
     AppClient,
     MakeApp,
     StatementLog,
     User,
-    create_mysql_database,
-    drop_mysql_database,
     flush_redis,
-    mysql_url,
     redis_url,
     sign_up,
 )
@@ -41,7 +40,7 @@ for _name in Settings.model_fields:
     os.environ.pop(_name.upper(), None)
 
 
-@pytest.fixture(scope="session", params=["sqlite", "mysql"])
+@pytest.fixture(scope="session", params=["sqlite", "mysql", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
     """Which database set-up the test runs on."""
     return str(request.param)
@@ -51,18 +50,19 @@ def backend(request: pytest.FixtureRequest) -> str:
 def base_settings(
     backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
-    """Settings values for a fresh database of ``backend`` (created for the session)."""
+    """Settings values for a fresh database of ``backend`` (made for the session, then dropped)."""
     if backend == "sqlite":
         path = tmp_path_factory.mktemp("sqlite") / "posts.db"
         yield {"database_url": f"sqlite:///{path}", "cache_url": "mem://"} | FAST_HASHING
         return
+    server = DATABASE_SERVERS[backend]
     flush_redis(REDIS_DB_APP)
-    name = create_mysql_database()
+    name = server.create()
     yield {
-        "database_url": mysql_url(name),
+        "database_url": server.url(name),
         "cache_url": redis_url(REDIS_DB_APP),
     } | FAST_HASHING
-    drop_mysql_database(name)
+    server.drop(name)
 
 
 def make_settings(values: dict[str, Any], **overrides: Any) -> Settings:

@@ -1,7 +1,9 @@
-"""Helpers shared by the tests: real MariaDB/Redis connections, users, tokens, statement counts."""
+"""Helpers shared by the tests: real MariaDB, PostgreSQL and Redis connections, users, tokens,
+statement counts."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -9,12 +11,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import jwt
 import pymysql
@@ -28,6 +32,12 @@ MYSQL_HOST = os.environ.get("TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("TEST_MYSQL_PORT", "3306"))
 MYSQL_USER = os.environ.get("TEST_MYSQL_USER", "root")
 MYSQL_PASSWORD = os.environ.get("TEST_MYSQL_PASSWORD", "")
+PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("TEST_PG_USER", "root")
+PG_PASSWORD = os.environ.get("TEST_PG_PASSWORD", "")
+# A database that always exists, to connect to while creating and dropping the suite's own.
+PG_ADMIN_DATABASE = os.environ.get("TEST_PG_DATABASE", "test")
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
 # Redis databases the suite owns (flushed before use): in-process apps, then servers.
@@ -74,10 +84,10 @@ def mysql_connect(database: str | None = None) -> pymysql.Connection[Any]:
     )
 
 
-def mysql_url(database: str) -> str:
-    """The contract's plain ``mysql://`` form for ``database``."""
+def mysql_url(database: str, *, port: int = MYSQL_PORT) -> str:
+    """The contract's plain ``mysql://`` form for ``database`` (on another port: a proxy)."""
     cred = MYSQL_USER + (f":{MYSQL_PASSWORD}" if MYSQL_PASSWORD else "")
-    return f"mysql://{cred}@{MYSQL_HOST}:{MYSQL_PORT}/{database}"
+    return f"mysql://{cred}@{MYSQL_HOST}:{port}/{database}"
 
 
 def redis_url(db: int) -> str:
@@ -104,6 +114,84 @@ def drop_mysql_database(name: str) -> None:
     with con.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
     con.close()
+
+
+def pg_url(database: str, *, port: int = PG_PORT) -> str:
+    """The contract's plain ``postgresql://`` form for ``database`` (on another port: a proxy)."""
+    cred = PG_USER + (f":{PG_PASSWORD}" if PG_PASSWORD else "")
+    return f"postgresql://{cred}@{PG_HOST}:{port}/{database}"
+
+
+def _in_a_thread(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coroutine`` on an event loop of its own, so sync and async tests alike may call it."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def pg_rows(database: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Run one ``query`` on the test PostgreSQL server's ``database`` and return its rows.
+
+    Raises ``OSError`` or an ``asyncpg`` error when the server is away.
+    """
+
+    async def run() -> list[tuple[Any, ...]]:
+        con = await asyncpg.connect(
+            host=PG_HOST,
+            port=PG_PORT,
+            user=PG_USER,
+            password=PG_PASSWORD or None,
+            database=database,
+            timeout=5,
+        )
+        try:
+            return [tuple(row) for row in await con.fetch(query, *args)]
+        finally:
+            await con.close()
+
+    rows: list[tuple[Any, ...]] = _in_a_thread(run())
+    return rows
+
+
+def create_pg_database() -> str:
+    """Create a fresh, empty UTF-8 database; skip or fail if the server is away."""
+    name = f"posts_api_test_{uuid.uuid4().hex[:10]}"
+    try:
+        pg_rows(PG_ADMIN_DATABASE, f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0")
+    except (OSError, asyncpg.PostgresError) as exc:
+        need_service("PostgreSQL", exc)
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    """Drop a database made by ``create_pg_database``, closing whatever still uses it."""
+    pg_rows(PG_ADMIN_DATABASE, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@dataclass(frozen=True)
+class DatabaseServer:
+    """A kind of database server the suite runs against (``mysql``, ``postgres``).
+
+    ``create()`` makes a fresh database and returns its name (skipping or failing the test when
+    the server is away), ``drop(name)`` removes it, ``url(name, port=...)`` is its
+    ``DATABASE_URL`` (through a proxy when ``port`` is not the server's own).
+    """
+
+    kind: str
+    host: str
+    port: int
+    create: Callable[[], str]
+    drop: Callable[[str], None]
+    url: Callable[..., str]
+
+
+DATABASE_SERVERS = {
+    "mysql": DatabaseServer(
+        "mysql", MYSQL_HOST, MYSQL_PORT, create_mysql_database, drop_mysql_database, mysql_url
+    ),
+    "postgres": DatabaseServer(
+        "postgres", PG_HOST, PG_PORT, create_pg_database, drop_pg_database, pg_url
+    ),
+}
 
 
 def flush_redis(db: int) -> None:

@@ -1,9 +1,11 @@
-"""The migrations build exactly what the models describe, on both databases, and upgrade a
+"""The migrations build exactly what the models describe, on every database, and upgrade a
 1.0 database in place."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,20 +13,16 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from asgi_lifespan import LifespanManager
 from sqlalchemy import Connection, inspect, text
 
+from posts_api.core.config import Settings
 from posts_api.core.db import Base, create_engine
 from posts_api.main import create_app
-from posts_api.migrations import upgrade_to_head
+from posts_api.migrations import alembic_config, upgrade_to_head
 from tests.conftest import make_settings
-from tests.support import (
-    FAST_HASHING,
-    AppClient,
-    create_mysql_database,
-    drop_mysql_database,
-    mysql_url,
-)
+from tests.support import DATABASE_SERVERS, FAST_HASHING, POSTS_API, SECRET, AppClient, cli_env
 
 
 def _differences(connection: Connection) -> list[Any]:
@@ -48,8 +46,13 @@ async def test_models_match_the_migrated_schema(migrated: dict[str, Any]) -> Non
         await engine.dispose()
     assert foreign_keys[0]["options"].get("ondelete") == "CASCADE"
     assert session_keys[0]["options"].get("ondelete") == "CASCADE"
-    if engine.dialect.name != "sqlite":
-        assert "MEDIUMTEXT" in str(columns["text"]["type"]).upper()  # 16 MiB, not TEXT's 64 KiB
+    text_type = {
+        "sqlite": "TEXT",
+        "mysql": "MEDIUMTEXT",  # 16 MiB, not TEXT's 64 KiB
+        "mariadb": "MEDIUMTEXT",
+        "postgresql": "BYTEA",  # text cannot hold U+0000
+    }
+    assert str(columns["text"]["type"]).upper() == text_type[engine.dialect.name]
 
 
 # A hash made by posts-api 1.0 (Argon2id, t=3, m=64 MiB, p=4) of this password.
@@ -63,8 +66,6 @@ HASH_1_0 = (
 def _to_1_0_with_data(connection: Connection) -> None:
     """Migrate to 1.0's schema (revision 0001) and fill it as 1.0 would have."""
     from alembic import command
-
-    from posts_api.migrations import alembic_config
 
     command.upgrade(alembic_config(connection), "0001")
     now = dt.datetime(2026, 11, 30, 12, 0, 0, 123456)
@@ -91,11 +92,12 @@ def fresh_database(backend: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     if backend == "sqlite":
         yield {"database_url": f"sqlite:///{tmp_path / 'old.db'}", "cache_url": "mem://"}
         return
-    name = create_mysql_database()
+    server = DATABASE_SERVERS[backend]
+    name = server.create()
     try:
-        yield {"database_url": mysql_url(name), "cache_url": "mem://"}
+        yield {"database_url": server.url(name), "cache_url": "mem://"}
     finally:
-        drop_mysql_database(name)
+        server.drop(name)
 
 
 async def test_a_1_0_database_upgrades_in_place(fresh_database: dict[str, Any]) -> None:
@@ -122,3 +124,40 @@ async def test_a_1_0_database_upgrades_in_place(fresh_database: dict[str, Any]) 
         assert (
             await client.post("/auth/refresh", json={"refresh_token": resp.json()["refresh_token"]})
         ).status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["mysql", "postgres"])
+def test_hosts_migrating_together_take_turns(kind: str, tmp_path: Path) -> None:
+    """Three ``posts-api migrate`` processes at once on one empty database, as hosts starting
+    together: the lock makes them take turns, so one creates the schema and the others find it
+    done (without the lock, they all try to create the tables)."""
+    server = DATABASE_SERVERS[kind]
+    name = server.create()
+    try:
+        env = cli_env(DATABASE_URL=server.url(name), SECRET_KEY=SECRET)
+        processes = [
+            subprocess.Popen(
+                [POSTS_API, "migrate"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(3)
+        ]
+        outcomes = [
+            (proc.wait(60), proc.stderr.read() if proc.stderr else "") for proc in processes
+        ]
+        assert [status for status, _ in outcomes] == [0] * 3, outcomes
+        settings = make_settings({"database_url": server.url(name), "secret_key": SECRET})
+        version = asyncio.run(_version(settings))
+        assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
+    finally:
+        server.drop(name)
+
+
+async def _version(settings: Settings) -> str | None:
+    """The revision the database of ``settings`` is at."""
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as connection:
+            version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
+    finally:
+        await engine.dispose()
+    return None if version is None else str(version)

@@ -10,15 +10,13 @@ import httpx
 import pytest
 
 from tests.support import (
+    DATABASE_SERVERS,
     PASSWORD,
     POSTS_API,
     REDIS_DB_SERVERS,
     Server,
     cli_env,
-    create_mysql_database,
-    drop_mysql_database,
     flush_redis,
-    mysql_url,
     new_email,
     redis_url,
 )
@@ -55,7 +53,8 @@ def test_migrate_creates_the_schema_in_data(tmp_path: Path) -> None:
     ("variable", "value", "says"),
     [
         ("DATABASE_URL", "nonsense", "DATABASE_URL"),
-        ("DATABASE_URL", "postgresql://u@h/db", "DATABASE_URL"),
+        ("DATABASE_URL", "oracle://u@h/db", "DATABASE_URL"),
+        ("DATABASE_URL", "postgresql://u@h", "DATABASE_URL"),
         ("CACHE_URL", "memcached://x", "CACHE_URL"),
         ("MAX_BODY_BYTES", "-5", "MAX_BODY_BYTES"),
     ],
@@ -69,11 +68,17 @@ def test_bad_configuration_is_one_clear_line(
     assert says in one_error_line(result.stderr)
 
 
-def test_unreachable_database_fails_fast_and_clearly(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://root@127.0.0.1:1/db",
+        "postgresql://root@127.0.0.1:1/db",
+        "postgresql://root@nowhere.invalid:5432/db",
+    ],
+)
+def test_unreachable_database_fails_fast_and_clearly(tmp_path: Path, url: str) -> None:
     started = time.monotonic()
-    result = run_cli(
-        "serve", "--port", "1", cwd=tmp_path, DATABASE_URL="mysql://root@127.0.0.1:1/db"
-    )
+    result = run_cli("serve", "--port", "1", cwd=tmp_path, DATABASE_URL=url)
     assert time.monotonic() - started < 30
     assert result.returncode != 0
     assert "database" in one_error_line(result.stderr)
@@ -115,13 +120,16 @@ def test_serve_on_the_embedded_default(tmp_path: Path) -> None:
         again.stop()
 
 
-def test_two_workers_on_mariadb_and_redis_act_as_one(tmp_path: Path) -> None:
-    """A write through one worker is seen by the next read, whichever worker answers."""
+@pytest.mark.parametrize("kind", ["mysql", "postgres"])
+def test_two_workers_on_a_server_database_and_redis_act_as_one(tmp_path: Path, kind: str) -> None:
+    """A write through one worker is seen by the next read, whichever worker answers
+    (MariaDB + Redis, PostgreSQL + Redis)."""
     flush_redis(REDIS_DB_SERVERS)
-    database = create_mysql_database()
+    database_server = DATABASE_SERVERS[kind]
+    database = database_server.create()
     server = Server(
         tmp_path,
-        cli_env(DATABASE_URL=mysql_url(database), CACHE_URL=redis_url(REDIS_DB_SERVERS)),
+        cli_env(DATABASE_URL=database_server.url(database), CACHE_URL=redis_url(REDIS_DB_SERVERS)),
         workers=2,
     )
     try:
@@ -151,7 +159,7 @@ def test_two_workers_on_mariadb_and_redis_act_as_one(tmp_path: Path) -> None:
         assert len(pids) == 2, f"expected two workers, found {pids}"
     finally:
         assert server.stop() in STOPPED
-        drop_mysql_database(database)
+        database_server.drop(database)
     # Every worker logs each request as a JSON line (logging is set up in each process).
     logged = [line for line in server.log.read_text().splitlines() if "posts_api.access" in line]
     assert sum('"path": "/posts"' in line for line in logged) >= 15

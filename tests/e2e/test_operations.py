@@ -11,8 +11,7 @@ import pytest
 
 from tests.proxy import Proxy
 from tests.support import (
-    MYSQL_HOST,
-    MYSQL_PORT,
+    DATABASE_SERVERS,
     PASSWORD,
     REDIS_DB_APP,
     REDIS_HOST,
@@ -22,7 +21,16 @@ from tests.support import (
     sign_up,
 )
 
-LEAKS = ("Traceback", "sqlalchemy", "asyncmy", "aiosqlite", "OperationalError", "SELECT ", "INSERT")
+LEAKS = (
+    "Traceback",
+    "sqlalchemy",
+    "asyncmy",
+    "asyncpg",
+    "aiosqlite",
+    "OperationalError",
+    "SELECT ",
+    "INSERT",
+)
 
 
 def assert_clean_error(resp: httpx.Response, status: int) -> dict[str, Any]:
@@ -61,8 +69,8 @@ async def test_security_header_on_every_response(client: httpx.AsyncClient) -> N
 
 
 async def cuttable(backend: str, host: str, port: int) -> AsyncIterator[Proxy]:
-    """A proxy to a real server of the MySQL + Redis set-up, cut at the end of the test."""
-    if backend != "mysql":
+    """A proxy to a real server of a server set-up (database + Redis), cut at the end."""
+    if backend == "sqlite":
         pytest.skip("SQLite and the in-process cache live in the process: they cannot go away")
     proxy = Proxy(host, port)
     await proxy.restore()
@@ -72,13 +80,24 @@ async def cuttable(backend: str, host: str, port: int) -> AsyncIterator[Proxy]:
 
 @pytest.fixture
 async def database_proxy(backend: str) -> AsyncIterator[Proxy]:
-    """A cuttable path to the real MariaDB."""
-    async for proxy in cuttable(backend, MYSQL_HOST, MYSQL_PORT):
+    """A cuttable path to the real database server (MariaDB or PostgreSQL)."""
+    host, port = (
+        (server.host, server.port) if (server := DATABASE_SERVERS.get(backend)) else ("", 0)
+    )
+    async for proxy in cuttable(backend, host, port):
         yield proxy
 
 
-async def test_unreachable_database_is_503(make_app: MakeApp) -> None:
-    client = await make_app(database_url="mysql://root@127.0.0.1:1/none", db_timeout_seconds=2)
+@pytest.mark.parametrize(
+    "database_url",
+    [
+        "mysql://root@127.0.0.1:1/none",
+        "postgresql://root@127.0.0.1:1/none",
+        "postgresql://root@nowhere.invalid:5432/none",
+    ],
+)
+async def test_unreachable_database_is_503(make_app: MakeApp, database_url: str) -> None:
+    client = await make_app(database_url=database_url, db_timeout_seconds=2)
     body = assert_clean_error(
         await client.post("/auth/signup", json={"email": "a@example.com", "password": PASSWORD}),
         503,
@@ -91,12 +110,12 @@ async def test_unreachable_database_is_503(make_app: MakeApp) -> None:
 
 
 async def test_database_lost_and_back(
-    make_app: MakeApp, database_proxy: Proxy, base_settings: dict[str, Any]
+    make_app: MakeApp, database_proxy: Proxy, base_settings: dict[str, Any], backend: str
 ) -> None:
     """Connections killed under the pool: 503s while away, then recovery with no restart."""
     database = base_settings["database_url"].rsplit("/", 1)[1]
     client = await make_app(
-        database_url=f"mysql://root@127.0.0.1:{database_proxy.port}/{database}",
+        database_url=DATABASE_SERVERS[backend].url(database, port=database_proxy.port),
         db_timeout_seconds=2,
     )
     user = await sign_up(client)

@@ -1,13 +1,17 @@
 """Database statements per request, at the floor the README promises.
 
-Counted twice: as SQLAlchemy sends them (both databases), and at the wire from MariaDB's general
-log, where every command a connection really sends shows up (BEGIN, COMMIT and ROLLBACK too).
+Counted twice: as SQLAlchemy sends them (every database), and at the wire: from MariaDB's general
+log, where every command a connection really sends shows up (BEGIN, COMMIT and ROLLBACK too),
+and on PostgreSQL from the protocol messages themselves, read by a proxy.
 The table in the README is these numbers; a change that adds a statement fails here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +20,11 @@ import pytest
 from fastapi import FastAPI
 
 from tests.support import (
+    DATABASE_SERVERS,
     PASSWORD,
+    PG_HOST,
+    PG_PORT,
+    MakeApp,
     StatementLog,
     User,
     mysql_connect,
@@ -177,7 +185,8 @@ def expected(backend: str) -> dict[str, tuple[Step, int, list[str]]]:
     SELECT when it does not ("me (session not cached)" pays it; a new session's first request
     does).
     """
-    update = ["UPDATE"] if backend == "sqlite" else ["UPDATE", "SELECT"]  # no UPDATE..RETURNING
+    # MySQL/MariaDB have no UPDATE ... RETURNING: the update reads created_at back.
+    update = ["UPDATE", "SELECT"] if backend == "mysql" else ["UPDATE"]
     return {
         "signup": (_signup, 201, ["BEGIN", "INSERT", "INSERT", "COMMIT"]),
         "login": (_login, 200, ["SELECT", "INSERT"]),
@@ -348,3 +357,96 @@ async def test_cache_round_trips(
         assert (counting.calls, verbs(sent)) == (["get_many"], ["SELECT"])
     finally:
         cache.backend = counting.backend
+
+
+class PgMessages:
+    """A proxy to PostgreSQL that records the type of every message the client sends.
+
+    After start-up, each frontend message is one type byte and a length: ``Q`` a simple query
+    (how BEGIN, COMMIT or ROLLBACK would go), ``P`` a Parse (a statement prepared), ``B``/``E``/
+    ``S`` Bind, Execute and Sync (a prepared statement run: one round trip).
+    """
+
+    def __init__(self) -> None:
+        """Record nothing yet; ``start()`` listens."""
+        self.sent: list[str] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Listen on a free local port."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening (open connections end with their client)."""
+        if self._server is not None:
+            self._server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(PG_HOST, PG_PORT)
+        await asyncio.gather(
+            self._pipe(reader, up_writer, record=True),
+            self._pipe(up_reader, writer, record=False),
+            return_exceptions=True,
+        )
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, record: bool
+    ) -> None:
+        pending, started = b"", False
+        with suppress(OSError):
+            while data := await reader.read(65536):
+                # Recorded before it is forwarded: once the server has answered a message, the
+                # message is in ``sent``.
+                if record:
+                    pending, started = self._record(pending + data, started)
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    def _record(self, pending: bytes, started: bool) -> tuple[bytes, bool]:
+        """Record the whole messages in ``pending``; return the rest and if start-up is done."""
+        while True:
+            if not started:  # SSLRequest, then StartupMessage: a length, no type byte
+                if len(pending) < 8 or len(pending) < struct.unpack("!I", pending[:4])[0]:
+                    return pending, started
+                length, code = struct.unpack("!II", pending[:8])
+                started = code != 80877103  # the SSLRequest code
+                pending = pending[length:]
+                continue
+            if len(pending) < 5 or len(pending) < 1 + struct.unpack("!I", pending[1:5])[0]:
+                return pending, started
+            self.sent.append(chr(pending[0]))
+            pending = pending[1 + struct.unpack("!I", pending[1:5])[0] :]
+
+
+async def test_messages_at_the_wire_on_postgres(
+    make_app: MakeApp, backend: str, base_settings: dict[str, Any]
+) -> None:
+    """On PostgreSQL, once a connection has prepared its statements, each statement of a request
+    is one Bind/Execute/Sync and nothing else goes on the wire: no BEGIN, COMMIT or ROLLBACK
+    (simple queries), no re-prepare, no ping, no reset when the connection returns to the pool."""
+    if backend != "postgres":
+        pytest.skip("PostgreSQL's protocol")
+    wire = PgMessages()
+    await wire.start()
+    try:
+        database = base_settings["database_url"].rsplit("/", 1)[1]
+        client = await make_app(
+            database_url=DATABASE_SERVERS["postgres"].url(database, port=wire.port)
+        )
+
+        @asynccontextmanager
+        async def observe(_name: str) -> AsyncIterator[list[str]]:
+            wire.sent.clear()
+            seen: list[str] = []
+            yield seen
+            seen.extend(wire.sent)
+
+        await run_all(client, backend, observe)  # prepares every statement on the connection
+        results = await run_all(client, backend, observe)
+    finally:
+        await wire.stop()
+    for name, (wanted, sent) in results.items():
+        assert "".join(sent) == "BES" * len(wanted), f"{name}: {sent}"

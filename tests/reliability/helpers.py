@@ -1,7 +1,8 @@
 """What the reliability tests share: real stacks and servers, a private Redis, and the faults.
 
-A *stack* is a fresh MariaDB database and one of the suite's Redis databases, flushed before and
-after; servers run with ``tests.support.Server`` (``posts-api serve`` in its own process group).
+A *stack* is a fresh MariaDB or PostgreSQL database and one of the suite's Redis databases,
+flushed before and after; servers run with ``tests.support.Server`` (``posts-api serve`` in its
+own process group).
 Every helper that starts something is a context manager or has a ``stop``, so a failing test
 still leaves no process and no database behind.
 """
@@ -16,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,25 +28,25 @@ import redis
 
 from tests.proxy import Proxy
 from tests.support import (
+    DATABASE_SERVERS,
     MYSQL_HOST,
     MYSQL_PORT,
     SECRET,
     Server,
     cli_env,
-    create_mysql_database,
-    drop_mysql_database,
     flush_redis,
     free_port,
     mysql_connect,
-    mysql_url,
     need_service,
+    pg_rows,
     redis_url,
 )
 
-# The Redis databases of this suite: 13 for a module's long-lived server, 14 for a test's own
-# stack. Keys are not namespaced per database, so two live stacks never share one.
-REDIS_DB_MODULE = 13
-REDIS_DB_TEST = 14
+# The Redis databases of this suite: one for a module's long-lived server, one for a test's own
+# stack (13 and 14 unless set). Keys are not namespaced per database, so two live stacks never
+# share one.
+REDIS_DB_MODULE = int(os.environ.get("TEST_REDIS_DB_MODULE", "13"))
+REDIS_DB_TEST = int(os.environ.get("TEST_REDIS_DB_TEST", "14"))
 
 # No request may take longer than this, whatever breaks: past it, the client calls it a hang.
 REQUEST_TIMEOUT = httpx.Timeout(20.0)
@@ -56,15 +57,29 @@ UNAVAILABLE = {"detail": "Service temporarily unavailable"}
 
 @dataclass(frozen=True)
 class Stack:
-    """A MariaDB database and a Redis database that servers of one test share."""
+    """A database (``kind``: ``mysql`` or ``postgres``) and a Redis database that servers of one
+    test share."""
 
+    kind: str
     database: str
     cache_url: str
 
     @property
     def database_url(self) -> str:
         """The database as ``DATABASE_URL`` names it."""
-        return mysql_url(self.database)
+        return DATABASE_SERVERS[self.kind].url(self.database)
+
+    def rows(self, query: str) -> list[tuple[Any, ...]]:
+        """Run one read-only ``query`` on the stack's database and return its rows."""
+        if self.kind == "postgres":
+            return pg_rows(self.database, query)
+        return mariadb_rows(self.database, query)
+
+    def kill_connections(self) -> int:
+        """End every connection to the stack's database, as an admin would; return how many."""
+        if self.kind == "postgres":
+            return kill_pg_connections(self.database)
+        return kill_connections(self.database)
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a ``posts-api`` process on this stack, with the suite's key.
@@ -76,15 +91,21 @@ class Stack:
 
 
 @contextmanager
-def mariadb_stack(redis_db: int = REDIS_DB_TEST) -> Iterator[Stack]:
-    """A fresh MariaDB database and a flushed Redis database, both cleaned up afterwards."""
+def database_stack(kind: str, redis_db: int = REDIS_DB_TEST) -> Iterator[Stack]:
+    """A fresh ``kind`` database and a flushed Redis database, both cleaned up afterwards."""
+    server = DATABASE_SERVERS[kind]
     flush_redis(redis_db)
-    database = create_mysql_database()
+    database = server.create()
     try:
-        yield Stack(database, redis_url(redis_db))
+        yield Stack(kind, database, redis_url(redis_db))
     finally:
-        drop_mysql_database(database)
+        server.drop(database)
         flush_redis(redis_db)
+
+
+def mariadb_stack(redis_db: int = REDIS_DB_TEST) -> AbstractContextManager[Stack]:
+    """A fresh MariaDB database and a flushed Redis database (``database_stack``)."""
+    return database_stack("mysql", redis_db)
 
 
 @contextmanager
@@ -183,6 +204,16 @@ def kill_connections(database: str) -> int:
     finally:
         admin.close()
     return len(ids)
+
+
+def kill_pg_connections(database: str) -> int:
+    """``pg_terminate_backend`` every PostgreSQL connection to ``database``; return how many."""
+    rows = pg_rows(
+        database,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    return sum(1 for (terminated,) in rows if terminated)
 
 
 def mariadb_rows(database: str, query: str) -> list[tuple[Any, ...]]:

@@ -1,9 +1,10 @@
 """Concurrency on real servers: racing sign-ups, racing writes to one post, many writers, hosts.
 
-The module's deployment is ``posts-api serve --workers 2`` on MariaDB and Redis, as in
-production; requests go out concurrently on fresh connections, so both workers serve them. The
-last test adds a second, separate ``serve --workers 2`` instance on the same MariaDB and Redis:
-two hosts behind a load balancer, as a client alternating between them sees them.
+The module's deployment is ``posts-api serve --workers 2`` on MariaDB and Redis, then on
+PostgreSQL and Redis, as in production; requests go out concurrently on fresh connections, so
+both workers serve them. The last test adds a second, separate ``serve --workers 2`` instance on
+the same database and Redis: two hosts behind a load balancer, as a client alternating between
+them sees them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tests.reliability.helpers import (
     REDIS_DB_MODULE,
     REQUEST_TIMEOUT,
     Stack,
-    mariadb_stack,
+    database_stack,
     serving,
 )
 from tests.support import PASSWORD, Server, User, new_email, sign_up
@@ -44,12 +45,14 @@ def host_env(stack: Stack) -> dict[str, str]:
     return stack.env(LOGIN_MAX_FAILURES_PER_EMAIL=str(MAX_FAILURES_PER_EMAIL))
 
 
-@pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
-    """Two workers on a fresh MariaDB database and Redis."""
+@pytest.fixture(scope="module", params=["mysql", "postgres"])
+def host(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Host]:
+    """Two workers on a fresh MariaDB (then PostgreSQL) database and Redis."""
     workdir = tmp_path_factory.mktemp("concurrency")
     with (
-        mariadb_stack(REDIS_DB_MODULE) as stack,
+        database_stack(request.param, REDIS_DB_MODULE) as stack,
         serving(workdir, host_env(stack), workers=2) as server,
     ):
         yield Host(stack, server, workdir)
@@ -140,7 +143,7 @@ async def test_many_users_writing_at_once(http: httpx.AsyncClient) -> None:
 
 
 async def test_two_hosts_share_one_truth(host: Host, http: httpx.AsyncClient) -> None:
-    """A second ``serve --workers 2`` on the same MariaDB and Redis: whatever is written on one
+    """A second ``serve --workers 2`` on the same database and Redis: whatever is written on one
     host is read on the other at once, a logout on one ends the session on both, and the
     log-in throttle counts on both."""
     with serving(host.workdir, host_env(host.stack), workers=2) as other:

@@ -3,10 +3,11 @@
 * Redis stopped, then restarted empty, and Redis frozen (SIGSTOP) then thawed with its data:
   requests keep succeeding from the database, and the cache is used again with no restart,
   without hiding a write made meanwhile.
-* MariaDB connections killed under load (``KILL``, as an admin would): every request gets an
-  answer within a bounded time, a 2xx or a JSON 503, and the service recovers by itself.
-* ``kill -9`` of the server in the middle of a write load, on SQLite and on MariaDB: after a
-  restart every acknowledged write is there and no row is half-written.
+* MariaDB and PostgreSQL connections killed under load (``KILL``, ``pg_terminate_backend``, as
+  an admin would): every request gets an answer within a bounded time, a 2xx or a JSON 503,
+  and the service recovers by itself.
+* ``kill -9`` of the server in the middle of a write load, on SQLite, MariaDB and PostgreSQL:
+  after a restart every acknowledged write is there and no row is half-written.
 * SIGTERM: requests in flight complete, and the process exits cleanly.
 """
 
@@ -36,9 +37,7 @@ from tests.reliability.helpers import (
     PrivateRedis,
     background_proxy,
     crash,
-    kill_connections,
-    mariadb_rows,
-    mariadb_stack,
+    database_stack,
     private_redis,
     read_log,
     serving,
@@ -54,6 +53,7 @@ from tests.support import (
     create_mysql_database,
     drop_mysql_database,
     mysql_url,
+    pg_rows,
     sign_up,
 )
 
@@ -219,10 +219,11 @@ async def _mixed_requests(http: httpx.AsyncClient, user: User, tally: Tally, n: 
         tally.record(resp)
 
 
-async def test_mariadb_connections_killed_under_load(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["mysql", "postgres"])
+async def test_database_connections_killed_under_load(kind: str, tmp_path: Path) -> None:
     """Every connection of the service killed, again and again, while four clients read and
     write: each request is answered in time (a 2xx, or the JSON 503), then all is well again."""
-    with mariadb_stack() as stack, serving(tmp_path, stack.env(), workers=2) as server:
+    with database_stack(kind) as stack, serving(tmp_path, stack.env(), workers=2) as server:
         async with httpx.AsyncClient(
             base_url=server.url, timeout=REQUEST_TIMEOUT, limits=NO_KEEPALIVE
         ) as http:
@@ -238,7 +239,7 @@ async def test_mariadb_connections_killed_under_load(tmp_path: Path) -> None:
                 await asyncio.sleep(0.2)
                 if load.done():
                     break
-                killed += await asyncio.to_thread(kill_connections, stack.database)
+                killed += await asyncio.to_thread(stack.kill_connections)
             await load
             assert killed > 0, "no connection of the service was found to kill"
             for tally in tallies:
@@ -257,7 +258,7 @@ async def test_mariadb_connections_killed_under_load(tmp_path: Path) -> None:
             assert recent[-10:] == [200] * 10, recent
 
         # Every acknowledged write survived the kills.
-        stored = dict(mariadb_rows(stack.database, "SELECT id, text FROM posts"))
+        stored = dict(_texts_as_stored(stack.rows("SELECT id, text FROM posts")))
         acknowledged = {pid: text for tally in tallies for pid, text in tally.created.items()}
         assert {pid for pid, text in acknowledged.items() if stored.get(pid) != text} == set()
 
@@ -284,19 +285,38 @@ def sqlite_rows(path: Path, query: str) -> list[tuple[Any, ...]]:
         con.close()
 
 
+def _texts_as_stored(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows with a post's text decoded where the database keeps its UTF-8 bytes (PostgreSQL)."""
+    return [
+        tuple(value.decode() if isinstance(value, bytes) else value for value in row)
+        for row in rows
+    ]
+
+
+# PostgreSQL's integrity check: amcheck verifies the posts' B-tree indexes against the heap
+# (every row indexed, no index entry out of order); it raises if anything is corrupt.
+PG_INTEGRITY_CHECK = (
+    "SELECT 'ok' FROM (SELECT bt_index_parent_check(c.oid, true) FROM pg_class c "
+    "WHERE c.relname IN ('pk_posts', 'ix_posts_user_id')) AS checked LIMIT 1"
+)
+
+
 @contextmanager
 def deployment(kind: str, tmp_path: Path) -> Iterator[Deployment]:
-    """``sqlite``: one worker on a file; ``mariadb``: two workers on MariaDB and Redis."""
+    """``sqlite``: one worker on a file; ``mariadb``, ``postgres``: two workers on that database
+    and Redis."""
     if kind == "sqlite":
         path = tmp_path / "posts.db"
         yield Deployment(
             sqlite_env(path), 1, lambda query: sqlite_rows(path, query), "PRAGMA integrity_check"
         )
         return
-    with mariadb_stack() as stack:
-        yield Deployment(
-            stack.env(), 2, lambda query: mariadb_rows(stack.database, query), "CHECK TABLE posts"
-        )
+    with database_stack("mysql" if kind == "mariadb" else kind) as stack:
+        check = "CHECK TABLE posts"
+        if kind == "postgres":
+            pg_rows(stack.database, "CREATE EXTENSION IF NOT EXISTS amcheck")
+            check = PG_INTEGRITY_CHECK
+        yield Deployment(stack.env(), 2, lambda query: _texts_as_stored(stack.rows(query)), check)
 
 
 def checked_text(tag: str) -> str:
@@ -347,7 +367,7 @@ async def _writer(
             enough.set()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "mariadb"])
+@pytest.mark.parametrize("kind", ["sqlite", "mariadb", "postgres"])
 async def test_kill_9_during_writes_loses_no_acknowledged_write(kind: str, tmp_path: Path) -> None:
     ledger = Ledger()
     with deployment(kind, tmp_path) as where:
@@ -386,7 +406,7 @@ async def test_kill_9_during_writes_loses_no_acknowledged_write(kind: str, tmp_p
     assert integrity[0][-1].lower() == "ok", integrity
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "mariadb"])
+@pytest.mark.parametrize("kind", ["sqlite", "mariadb", "postgres"])
 async def test_sigterm_lets_requests_in_flight_finish(kind: str, tmp_path: Path) -> None:
     in_flight = 4
     with deployment(kind, tmp_path) as where:

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from posts_api.core.db import Base, UTCDateTime
+from posts_api.core.db import Base, Id, UTCDateTime
 
 
 class User(Base):
@@ -16,7 +16,7 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - ids are never reused
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

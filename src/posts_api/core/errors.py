@@ -213,9 +213,23 @@ def requires_bearer(route: object) -> bool:
     return isinstance(route, APIRoute) and uses_security(route.dependant)
 
 
+# SQLSTATE classes that say the server is away or refuses work for now, not that the query was
+# wrong: connection exceptions (08), insufficient resources such as too many connections (53),
+# and an administrator's shutdown or a server still starting up (57P). asyncpg reports these
+# as plain driver errors, which SQLAlchemy wraps as ``DBAPIError``.
+UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
 def is_disconnect(exc: DBAPIError) -> bool:
-    """True when a database error means the server is gone, not that the query was wrong."""
-    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    """True when a database error means the server is gone, not that the query was wrong.
+
+    MySQL's driver says so with ``OperationalError``/``InterfaceError``; asyncpg with a closed
+    connection (SQLAlchemy marks it invalidated) or, before one is open, the error's SQLSTATE.
+    """
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
 
 
 async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
@@ -232,5 +246,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DBAPIError, _dbapi_error)
     app.add_exception_handler(PoolTimeout, _database_error)
-    app.add_exception_handler(ConnectionError, _database_error)
+    # A driver that fails to connect may raise the socket's own error (asyncpg: refused, no
+    # such host, a connect timeout); nothing else in a request does network I/O unguarded.
+    app.add_exception_handler(OSError, _database_error)
     app.add_exception_handler(Exception, _server_error)

@@ -3,15 +3,49 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import ForeignKey, Text
 from sqlalchemy.dialects.mysql import MEDIUMTEXT
+from sqlalchemy.dialects.postgresql import BYTEA
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
-from posts_api.core.db import Base, UTCDateTime
+from posts_api.core.db import Base, Id, UTCDateTime
 
-# MySQL's TEXT stops at 64 KiB; MEDIUMTEXT holds 16 MiB, so a full 1 MiB post fits.
-PostText = Text().with_variant(MEDIUMTEXT(), "mysql", "mariadb")
+
+class PostText(TypeDecorator[str]):
+    """A post's text: any Unicode string up to 1 MiB and more, U+0000 included, on every database.
+
+    SQLite keeps it as ``TEXT``. MySQL's ``TEXT`` stops at 64 KiB, so it is ``MEDIUMTEXT``
+    (16 MiB) there. PostgreSQL's ``text`` cannot hold U+0000 at all, so there the column is
+    ``bytea`` holding the UTF-8 bytes, encoded on the way in and decoded on the way out: the
+    application always sees ``str``, exactly as sent.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        """``MEDIUMTEXT`` on MySQL/MariaDB, ``bytea`` on PostgreSQL, ``TEXT`` elsewhere."""
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(MEDIUMTEXT())
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(BYTEA())
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | bytes | None:
+        """UTF-8 bytes for PostgreSQL's ``bytea``; the string itself elsewhere."""
+        if value is not None and dialect.name == "postgresql":
+            return value.encode()
+        return value
+
+    def process_result_value(self, value: str | bytes | None, dialect: Dialect) -> str | None:
+        """The stored string (decoded from ``bytea`` on PostgreSQL)."""
+        if isinstance(value, bytes):
+            return value.decode()
+        return value
 
 
 class Post(Base):
@@ -20,9 +54,9 @@ class Post(Base):
     __tablename__ = "posts"
     __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - ids are never reused
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     # A string target: posts need nothing from the auth package.
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    text: Mapped[str] = mapped_column(PostText)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(PostText())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
