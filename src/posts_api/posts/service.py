@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from posts_api.core.cache import Cache
 from posts_api.core.errors import NotFound, Unauthorized
+from posts_api.ops import metrics
 from posts_api.posts.repository import PostRepository, UnknownOwner
 from posts_api.posts.schemas import PostIn, PostList, PostOut
 
@@ -52,6 +53,7 @@ class PostService:
         """
         name = _list_name(user_id)
         cached, tag = await self.cache.get_fresh(name)
+        (metrics.counters.cache_miss if cached is None else metrics.counters.cache_hit).inc()
         if cached is not None:
             return cached
         async with self.sessions() as session:
