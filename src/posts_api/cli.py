@@ -28,6 +28,9 @@ from posts_api.migrations import upgrade_to_head
 
 MIGRATE_TIMEOUT_SECONDS = 25.0  # the whole attempt, so a bad URL never hangs the command
 GRACEFUL_SHUTDOWN_SECONDS = 30  # requests in flight when the server stops get this long
+# uvicorn's supervisor kills a worker that does not answer its ping within this time; its
+# default (5 s) kills workers still importing on a busy host, again and again.
+WORKER_HEALTHCHECK_SECONDS = 30
 # prometheus-client's multiprocess mode reads this variable (ops.metrics uses the same name).
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -90,6 +93,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
             server_header=False,
             log_config=LOGGING_CONFIG,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
             **proxy_options(settings),
         )
 
