@@ -59,6 +59,14 @@ async def _update_missing(c: httpx.AsyncClient, u: User, _p: int) -> httpx.Respo
     return await c.put("/posts/post/999999999", json={"text": "x"}, headers=u.auth)
 
 
+async def _livez(c: httpx.AsyncClient, _u: User, _p: int) -> httpx.Response:
+    return await c.get("/livez")
+
+
+async def _readyz(c: httpx.AsyncClient, _u: User, _p: int) -> httpx.Response:
+    return await c.get("/readyz")
+
+
 def expected(backend: str) -> dict[str, tuple[Step, int, list[str]]]:
     """Endpoint -> (request, status, statements it may send), per database."""
     update = ["UPDATE"] if backend == "sqlite" else ["UPDATE", "SELECT"]  # no UPDATE..RETURNING
@@ -74,6 +82,8 @@ def expected(backend: str) -> dict[str, tuple[Step, int, list[str]]]:
         "get (404)": (_get_missing, 404, ["SELECT"]),
         "update (404)": (_update_missing, 404, ["UPDATE"]),
         "delete (404)": (_delete_missing, 404, ["DELETE"]),
+        "livez": (_livez, 200, []),
+        "readyz": (_readyz, 200, ["SELECT"]),
     }
 
 
