@@ -225,7 +225,7 @@ def swapped_calls(app: FastAPI, swaps: dict[Any, Callable[..., Any]]) -> Iterato
 
 @contextlib.contextmanager
 def access_log_off() -> Iterator[None]:
-    """Raise the access logger above INFO for the block (``AccessLog`` then logs nothing)."""
+    """Raise the access logger above INFO for the block (the request observer then logs nothing)."""
     access = logging.getLogger("posts_api.access")
     access.setLevel(logging.WARNING)
     try:
