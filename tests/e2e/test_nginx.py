@@ -164,6 +164,17 @@ def access_lines(server: Server) -> list[str]:
     return [line for line in server.log.read_text().splitlines() if "posts_api.access" in line]
 
 
+def logged(stack: Stack, *texts: str) -> bool:
+    """True once each of ``texts`` is in some instance's request log (within 10 s): a request's
+    line is written just after its response is sent."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = "".join(line for s in stack.instances for line in access_lines(s))
+        if all(text in lines for text in texts) or time.monotonic() > deadline:
+            return all(text in lines for text in texts)
+        time.sleep(0.1)
+
+
 def test_behind_nginx(stack: Stack) -> None:
     ports = {str(s.port) for s in stack.instances}
 
@@ -171,8 +182,14 @@ def test_behind_nginx(stack: Stack) -> None:
     with client_at(stack, "127.0.0.1") as http:
         upstreams = {http.get("/livez").headers["x-upstream"].rsplit(":", 1)[1] for _ in range(6)}
     assert upstreams == ports
-    for server in stack.instances:
-        assert any('"/livez"' in line for line in access_lines(server))
+
+    def both_logged() -> bool:
+        return all(any('"/livez"' in line for line in access_lines(s)) for s in stack.instances)
+
+    deadline = time.monotonic() + 10
+    while not both_logged() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert both_logged()
 
     # Request ids: the client's comes back; without one, nginx's own reaches the instance.
     with client_at(stack, "127.0.0.1") as http:
@@ -181,9 +198,7 @@ def test_behind_nginx(stack: Stack) -> None:
         made = http.get("/livez").headers["x-request-id"]
     assert len(made) == 32
     assert all(c in "0123456789abcdef" for c in made)
-    logged = "".join(line for s in stack.instances for line in access_lines(s))
-    assert '"request_id": "edge-test-42"' in logged
-    assert f'"request_id": "{made}"' in logged
+    assert logged(stack, '"request_id": "edge-test-42"', f'"request_id": "{made}"')
 
     # The throttle counts each client's own address, not nginx's.
     with client_at(stack, "127.0.0.1") as http:
@@ -196,9 +211,7 @@ def test_behind_nginx(stack: Stack) -> None:
             assert attacker.post("/auth/login", json=wrong).status_code == 401
         assert attacker.post("/auth/login", json=right).status_code == 429
         assert user.post("/auth/login", json=right).status_code == 200
-    logged = "".join(line for s in stack.instances for line in access_lines(s))
-    assert '"client": "127.0.0.2"' in logged
-    assert '"client": "127.0.0.3"' in logged
+    assert logged(stack, '"client": "127.0.0.2"', '"client": "127.0.0.3"')
 
     # Draining one instance while clients keep going through nginx: no request fails.
     with client_at(stack, "127.0.0.1") as http:
