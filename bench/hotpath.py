@@ -55,6 +55,7 @@ from bench.apps import bare, load_bodies, minimal
 from posts_api.core.config import Settings
 from posts_api.core.logging import configure_logging
 from posts_api.main import create_app
+from posts_api.ops import metrics
 
 ROUNDS = 5  # timings: the best of this many interleaved runs of every app
 
@@ -224,13 +225,23 @@ def swapped_calls(app: FastAPI, swaps: dict[Any, Callable[..., Any]]) -> Iterato
 
 @contextlib.contextmanager
 def access_log_off() -> Iterator[None]:
-    """Raise the access logger above INFO for the block (``AccessLog`` then logs nothing)."""
+    """Raise the access logger above INFO for the block (the request observer then logs nothing)."""
     access = logging.getLogger("posts_api.access")
     access.setLevel(logging.WARNING)
     try:
         yield
     finally:
         access.setLevel(logging.NOTSET)
+
+
+@contextlib.contextmanager
+def domain_counters_on() -> Iterator[None]:
+    """Let the domain counters (the cache hit of GET /posts) count for the block."""
+    metrics.set_recording(enabled=True)
+    try:
+        yield
+    finally:
+        metrics.set_recording(enabled=False)
 
 
 class _FixedTokens:
@@ -271,7 +282,10 @@ def build_variants(settings: Settings, user_id: int, session_id: str) -> dict[st
       twin (FastAPI runs a plain ``def`` dependency in its thread pool);
     * ``fixed_user``: the token codec the bearer dependency uses swapped for a stub that
       returns the user's and session's ids (what verifying a token costs; the session check kept);
-    * ``no_middleware``: the app's own middleware removed (access log, body limit);
+    * ``metrics``: ``METRICS_ENABLED=true`` (the HTTP series recorded per request, in
+      memory: one process, no multiprocess directory);
+    * ``no_middleware``: the app's own middleware removed (request id, access log, metrics,
+      body limit);
     * ``all``: all of these together.
     """
     served = create_app(settings)
@@ -283,6 +297,11 @@ def build_variants(settings: Settings, user_id: int, session_id: str) -> dict[st
     asyncified = {call: _async_twin(call) for call in sync_calls}
     bare_app = create_app(settings)
     bare_app.user_middleware.clear()  # the stack is built on the first call
+    # create_app wraps the stack in the request observer (id, log, metrics) through an
+    # instance attribute: dropping it leaves FastAPI's own stack builder.
+    vars(bare_app).pop("build_middleware_stack", None)
+    with_metrics = create_app(settings.model_copy(update={"metrics_enabled": True}))
+    metrics.set_recording(enabled=False)  # per process: on only while ``metrics`` is timed
 
     def everything(app: FastAPI) -> contextlib.ExitStack:
         stack = contextlib.ExitStack()
@@ -304,7 +323,8 @@ def build_variants(settings: Settings, user_id: int, session_id: str) -> dict[st
             served if hasattr(served.state, "tokens") else None,
             lambda: fixed_tokens(served, user_id, session_id),
         ),
-        "no_middleware": Variant("no middleware (no access log, no body limit)", bare_app),
+        "metrics": Variant("metrics on (METRICS_ENABLED=true)", with_metrics, domain_counters_on),
+        "no_middleware": Variant("no middleware (no request id, access log, body limit)", bare_app),
         "all": Variant("all of the above", bare_app, lambda: everything(bare_app)),
     }
 

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shutil
+import signal
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any, NoReturn
 
 import uvicorn
 from pydantic import ValidationError
@@ -21,6 +27,12 @@ from posts_api.core.logging import LOGGING_CONFIG, configure_logging
 from posts_api.migrations import upgrade_to_head
 
 MIGRATE_TIMEOUT_SECONDS = 25.0  # the whole attempt, so a bad URL never hangs the command
+GRACEFUL_SHUTDOWN_SECONDS = 30  # requests in flight when the server stops get this long
+# uvicorn's supervisor kills a worker that does not answer its ping within this time; its
+# default (5 s) kills workers still importing on a busy host, again and again.
+WORKER_HEALTHCHECK_SECONDS = 30
+# prometheus-client's multiprocess mode reads this variable (ops.metrics uses the same name).
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _fail(message: str, status: int = 1) -> NoReturn:
@@ -65,20 +77,62 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
             status=2,
         )
     migrate(settings)
-    uvicorn.run(
-        "posts_api.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        log_config=LOGGING_CONFIG,
-        timeout_graceful_shutdown=30,
-    )
+    with _metrics_directory(enabled=settings.metrics_enabled):
+        # uvicorn re-raises the SIGTERM it handled once it has stopped; exiting 0 then is the
+        # contract (a clean stop), instead of dying of the signal.
+        signal.signal(signal.SIGTERM, _stopped)
+        uvicorn.run(
+            "posts_api.main:create_served_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            server_header=False,
+            log_config=LOGGING_CONFIG,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+            **proxy_options(settings),
+        )
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """The proxy-headers options of uvicorn for ``FORWARDED_ALLOW_IPS`` (empty: trust no one).
+
+    uvicorn's ``ProxyHeadersMiddleware`` then replaces the client address (and scheme) with the
+    ones in ``X-Forwarded-For`` (``-Proto``) only when the peer is one of the listed proxies;
+    the login throttle and the request log read that address.
+    """
+    if not settings.forwarded_allow_ips:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(settings.forwarded_allow_ips)}
+
+
+def _stopped(_sig: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+@contextmanager
+def _metrics_directory(*, enabled: bool) -> Iterator[None]:
+    """Own a fresh, private ``PROMETHEUS_MULTIPROC_DIR`` for this ``serve`` while it runs.
+
+    Every worker (a child process, or this one with one worker) inherits the variable and
+    writes its series there; a scrape of any worker sums the files. The directory starts empty
+    (values of an earlier run never leak in) and is removed at the end. It must be set before
+    prometheus-client is imported, which only the app's modules do.
+    """
+    if not enabled:
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="posts-api-metrics-")
+    os.environ[MULTIPROC_DIR_VARIABLE] = path
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_DIR_VARIABLE, None)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,22 +1,24 @@
 """The application factory: ``create_app(settings)`` builds a fully wired FastAPI app.
 
 Tests, the CLI and every server worker build the app the same way. Per-process resources
-(engine, session factory, cache, token codec, session guard, services) live on
-``app.state``; the engine is created at
-once (it connects lazily) and closed, with the cache, by the lifespan.
+(engine, session factory, cache, token codec, session guard, services) live on ``app.state``;
+the engine is created at once (it connects lazily) and closed, with the cache, by the lifespan.
+``serve`` runs ``create_served_app``: the same app, which also drains on SIGTERM.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
+from starlette.types import ASGIApp
 
-from posts_api import __version__, health
+from posts_api import __version__
 from posts_api.auth import router as auth_router
 from posts_api.auth.service import AuthService
 from posts_api.auth.sessions import SessionCheck
@@ -26,25 +28,45 @@ from posts_api.core.config import Settings
 from posts_api.core.db import create_engine, create_sessionmaker
 from posts_api.core.errors import install_error_handlers
 from posts_api.core.limits import BodySizeLimit
-from posts_api.core.logging import AccessLog
 from posts_api.core.security import PasswordHasher, RefreshCodec, TokenCodec
+from posts_api.ops import metrics
+from posts_api.ops import router as ops_router
+from posts_api.ops.lifecycle import Lifecycle
+from posts_api.ops.middleware import RequestObserver
 from posts_api.posts import router as posts_router
 from posts_api.posts.service import PostService
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app for ``settings`` (read from the environment when omitted)."""
+def create_served_app() -> FastAPI:
+    """The app as each ``serve`` worker runs it: settings from the environment, draining on."""
+    return create_app(watch_sigterm=True)
+
+
+def create_app(settings: Settings | None = None, *, watch_sigterm: bool = False) -> FastAPI:
+    """Build the app for ``settings`` (read from the environment when omitted).
+
+    With ``watch_sigterm`` the lifespan puts the drain (``ops.lifecycle``) in front of the
+    server's SIGTERM handler. Switches this process's domain counters on or off
+    (``METRICS_ENABLED``).
+    """
     settings = settings or Settings()
     engine = create_engine(settings)
     cache = create_cache(settings)
+    lifecycle = Lifecycle(drain_seconds=settings.shutdown_drain_seconds)
+    metrics.set_recording(enabled=settings.metrics_enabled)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        unwatch = lifecycle.watch_sigterm() if watch_sigterm else None
         try:
             yield
         finally:
+            if unwatch is not None:
+                unwatch()
             await cache.close()
             await engine.dispose()
+            if settings.metrics_enabled:
+                metrics.mark_process_dead(os.getpid())
 
     # /docs serves Swagger UI's assets from the installed package: it works with no internet.
     app = FastAPIOffline(
@@ -76,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = sessions
     app.state.cache = cache
     app.state.tokens = tokens
+    app.state.lifecycle = lifecycle
     app.state.session_guard = session_check
     app.state.auth = AuthService(
         sessions,
@@ -88,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         forget_user_data=posts.forget_user,
     )
     app.state.posts = posts
-    # Outermost first: the access log sees every answer, the 413 comes before anything else.
+    # The 413 comes before anything else the app does.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:  # closed by default: no CORS headers, browsers refuse other sites
         app.add_middleware(
@@ -98,10 +121,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
-    app.add_middleware(AccessLog)
     install_error_handlers(app)
     app.include_router(auth_router.router)
     app.include_router(posts_router.router)
     posts_router.document_page_max(app, settings.posts_page_max)
-    app.include_router(health.router)
+    app.include_router(ops_router.router)
+    if settings.metrics_enabled:
+        app.state.metrics_registry = metrics.scrape_registry()
+        app.include_router(ops_router.metrics_router)
+    _observe_outermost(app, record_metrics=settings.metrics_enabled)
     return app
+
+
+def _observe_outermost(app: FastAPI, *, record_metrics: bool) -> None:
+    """Wrap the whole middleware stack, Starlette's 500 handler included, in ``RequestObserver``.
+
+    ``add_middleware`` would put it inside ``ServerErrorMiddleware``, so a 500 would leave
+    without its request id and be logged before it is answered.
+    """
+    build_stack = app.build_middleware_stack
+
+    def build_observed_stack() -> ASGIApp:
+        return RequestObserver(build_stack(), record_metrics=record_metrics)
+
+    app.build_middleware_stack = build_observed_stack  # type: ignore[method-assign]

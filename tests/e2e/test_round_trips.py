@@ -178,6 +178,14 @@ async def _delete_account(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
     return await c.request("DELETE", "/auth/me", json={"password": PASSWORD}, headers=x.user.auth)
 
 
+async def _livez(c: httpx.AsyncClient, _x: Ctx) -> httpx.Response:
+    return await c.get("/livez")
+
+
+async def _readyz(c: httpx.AsyncClient, _x: Ctx) -> httpx.Response:
+    return await c.get("/readyz")
+
+
 def expected(backend: str) -> dict[str, tuple[Step, int, list[str]]]:
     """Endpoint -> (request, status, statements it may send), per database.
 
@@ -207,6 +215,8 @@ def expected(backend: str) -> dict[str, tuple[Step, int, list[str]]]:
         "get (404)": (_get_missing, 404, ["SELECT"]),
         "update (404)": (_update_missing, 404, ["UPDATE"]),
         "delete (404)": (_delete_missing, 404, ["DELETE"]),
+        "livez": (_livez, 200, []),
+        "readyz": (_readyz, 200, ["SELECT"]),
         "refresh": (_refresh, 200, ["UPDATE"]),
         "refresh (forged)": (_refresh_forged, 401, []),
         "me": (_me, 200, ["SELECT"]),

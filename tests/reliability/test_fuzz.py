@@ -41,6 +41,8 @@ OPERATIONS = {
     ("PUT", "/posts/post/{post_id}"),
     ("DELETE", "/posts/post/{post_id}"),
     ("GET", "/health"),
+    ("GET", "/livez"),
+    ("GET", "/readyz"),
 }
 # A schema-valid If-Match may still name a stale version: its 412 is an answer, not a refusal.
 CONFIG = """

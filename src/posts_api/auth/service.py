@@ -26,6 +26,7 @@ from posts_api.auth.throttle import LoginThrottle
 from posts_api.core.db import transaction, utcnow
 from posts_api.core.errors import Conflict, Forbidden, Unauthorized
 from posts_api.core.security import InvalidToken, PasswordHasher, RefreshCodec, TokenCodec
+from posts_api.ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +163,9 @@ class AuthService:
     def _reuse_detected(self, user_id: int, session_id: str) -> None:
         """A spent refresh token came back and its session was revoked.
 
-        The hook for the ``refresh_token_reuse_total`` metric. Logs a warning (ids only, never
-        the token).
+        Counts it in ``refresh_token_reuse_total`` and logs a warning (ids only, never the token).
         """
+        metrics.counters.refresh_token_reuse.inc()
         log.warning("refresh token reuse: session %s of user %d revoked", session_id, user_id)
 
     async def log_out(self, *, user_id: int, session_id: str) -> None:

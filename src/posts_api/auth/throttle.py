@@ -12,6 +12,7 @@ import hashlib
 from posts_api.core.cache import Cache
 from posts_api.core.config import Settings
 from posts_api.core.errors import TooManyRequests
+from posts_api.ops import metrics
 
 
 class TooManyFailedLogins(TooManyRequests):
@@ -43,6 +44,8 @@ class LoginThrottle:
         """Raise ``TooManyFailedLogins`` (with the seconds left) if either limit is reached."""
         by_email, by_address = self._names(email, address)
         email_count, address_count = await self.cache.counts((by_email, by_address))
+        if email_count >= self.max_per_email or address_count >= self.max_per_address:
+            metrics.counters.login_throttled.inc()
         if email_count >= self.max_per_email:
             raise TooManyFailedLogins(await self.cache.seconds_left(by_email) or self.window)
         if address_count >= self.max_per_address:
@@ -50,6 +53,7 @@ class LoginThrottle:
 
     async def failed(self, email: str, address: str) -> None:
         """Count one failed log-in against the email and the address."""
+        metrics.counters.login_failures.inc()
         await self.cache.count(self._names(email, address), self.window)
 
     async def succeeded(self, email: str) -> None:

@@ -1,7 +1,6 @@
-"""Structured logs: one JSON line per record on stderr, and one record per request.
+"""Structured logs: one JSON line per record on stderr.
 
-The request record says method, path, status and duration, and nothing else: no headers (they
-carry tokens), no query strings, no bodies (they carry passwords).
+The per-request record is written by ``posts_api.ops.middleware`` (logger ``posts_api.access``).
 """
 
 from __future__ import annotations
@@ -10,15 +9,7 @@ import datetime as dt
 import json
 import logging
 import logging.config
-import time
 from typing import Any
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-access_log = logging.getLogger("posts_api.access")
-
-# Headers every response gets.
-SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff")]
 
 
 class JsonFormatter(logging.Formatter):
@@ -63,7 +54,7 @@ LOGGING_CONFIG: dict[str, Any] = {
     "loggers": {
         "uvicorn": {"handlers": [], "propagate": True},
         "uvicorn.error": {"handlers": [], "propagate": True},
-        "uvicorn.access": {"handlers": [], "propagate": False},  # AccessLog below replaces it
+        "uvicorn.access": {"handlers": [], "propagate": False},  # ops.middleware replaces it
     },
 }
 
@@ -77,43 +68,3 @@ def configure_logging() -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-
-
-class AccessLog:
-    """Pure ASGI middleware: log each HTTP request once it is answered.
-
-    It also adds ``X-Content-Type-Options: nosniff`` to every response.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        """Wrap ``app``."""
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Time the request and record its outcome."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_headers(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_headers)
-        finally:
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "request",
-                    extra={
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    },
-                )

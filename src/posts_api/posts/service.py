@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from posts_api.core.cache import Cache
 from posts_api.core.errors import NotFound, PreconditionFailed, Unauthorized
+from posts_api.ops import metrics
 from posts_api.posts.conditions import TagList, updated_at_named
 from posts_api.posts.listing import CachedList, ListQuery, Page, serialize
 from posts_api.posts.repository import PostRepository, PostRow, UnknownOwner
@@ -109,6 +110,7 @@ class PostService:
         """
         name = list_name(user_id)
         entry, version = cached if cached is not None else await self.cache.get_fresh(name)
+        (metrics.counters.cache_miss if entry is None else metrics.counters.cache_hit).inc()
         if entry is not None:
             page = CachedList.unpack(entry).page(user_id=user_id, query=query)
         elif query.limit is not None:
