@@ -142,6 +142,20 @@ class Dockerd:
         self.home = Path(tempfile.mkdtemp(prefix="pd-", dir="/tmp"))
         self.socket = self.home / "docker.sock"
         (self.home / "daemon.json").write_text("{}")
+        # Images and containers in memory (a few hundred MB): faster on a busy disk, and gone at
+        # once with the unmount instead of a long delete of tens of thousands of files.
+        (self.home / "data").mkdir()
+        run(
+            [
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=8g,mode=0700",
+                "posts-api-dockerd",
+                f"{self.home}/data",
+            ]
+        )
         (self.home / "cli").mkdir()
         self.env = os.environ | {
             "DOCKER_HOST": f"unix://{self.socket}",
