@@ -5,7 +5,7 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 BIN := .venv/bin
 
-.PHONY: install run test lint audit format bench bench-smoke soak clean
+.PHONY: install run test lint audit format bench bench-smoke soak container-check clean
 
 install: .venv/.synced
 
@@ -21,7 +21,7 @@ run: install  ## serve on http://127.0.0.1:8000 with SQLite and the in-process c
 	$(BIN)/posts-api serve
 
 test: install  ## the whole suite (MariaDB and Redis parts skip, with a reason, when absent)
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not container"
 
 lint: install  ## what CI checks besides the tests
 	$(BIN)/ruff check .
@@ -46,6 +46,15 @@ bench-smoke: install  ## the benchmark end to end in a few minutes; fails if any
 
 soak: install  ## three minutes of mixed load on two workers (MariaDB + Redis); see RELIABILITY.md
 	$(BIN)/python -m bench.soak
+
+# Root, and Debian's packages: the tests run their own dockerd and debootstrap the base image.
+container-check: install  ## build the image and run it and compose.yaml here (~3 min, less when cached)
+	@missing=""; for tool in dockerd docker-compose debootstrap; do \
+		command -v $$tool >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			-o DPkg::Lock::Timeout=300 docker.io docker-compose debootstrap; fi
+	$(BIN)/pytest -m container tests/container
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
