@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.bootstrap import BENCH_DIR, REPO_DIR
+from bench.base import BENCH_DIR, REPO_DIR
 from bench.scenarios import CEILING, SCENARIO_BY_KEY, SCENARIOS
 from posts_api.core.cache import MemoryBackend
 

@@ -45,7 +45,7 @@ import pymysql
 import redis
 
 from bench import loadgen, report, seed
-from bench.bootstrap import BENCH_DIR, REPO_DIR, say
+from bench.base import BENCH_DIR, REPO_DIR, say
 from bench.scenarios import (
     FULL,
     LOAD_CPUS,

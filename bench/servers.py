@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.bootstrap import REPO_DIR
+from bench.base import REPO_DIR
+from bench.databases import free_port
 
 APP_VENV_BIN = REPO_DIR / ".venv" / "bin"
 BENCH_BIN = Path(sys.executable).parent
@@ -50,13 +50,6 @@ SERVICE_VARS = (
     "DB_POOL_SIZE",
     "DB_TIMEOUT_SECONDS",
 )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clean_env(**values: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ import jwt
 import pymysql
 import pytest
 import redis
+from bench.databases import MySQLServer, PostgresServer
+from bench.databases import free_port as free_port  # re-exported for the tests' helpers
 from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,6 +29,12 @@ MYSQL_HOST = os.environ.get("TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("TEST_MYSQL_PORT", "3306"))
 MYSQL_USER = os.environ.get("TEST_MYSQL_USER", "root")
 MYSQL_PASSWORD = os.environ.get("TEST_MYSQL_PASSWORD", "")
+MYSQL = MySQLServer(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, password=MYSQL_PASSWORD)
+POSTGRES = PostgresServer(
+    host=os.environ.get("TEST_POSTGRES_HOST", "127.0.0.1"),
+    port=int(os.environ.get("TEST_POSTGRES_PORT", "5432")),
+    user=os.environ.get("TEST_POSTGRES_USER", "postgres"),
+)
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
 # Redis databases the suite owns (flushed before use): in-process apps, then servers.
@@ -54,22 +61,12 @@ def need_service(name: str, error: Exception) -> None:
 
 def mysql_connect(database: str | None = None) -> pymysql.Connection[Any]:
     """A plain autocommit connection to the test MariaDB/MySQL server."""
-    return pymysql.connect(
-        host=MYSQL_HOST,
-        port=MYSQL_PORT,
-        user=MYSQL_USER,
-        password=MYSQL_PASSWORD,
-        database=database,
-        charset="utf8mb4",
-        autocommit=True,
-        connect_timeout=5,
-    )
+    return MYSQL.connect(database)
 
 
 def mysql_url(database: str) -> str:
     """The contract's plain ``mysql://`` form for ``database``."""
-    cred = MYSQL_USER + (f":{MYSQL_PASSWORD}" if MYSQL_PASSWORD else "")
-    return f"mysql://{cred}@{MYSQL_HOST}:{MYSQL_PORT}/{database}"
+    return MYSQL.url(database)
 
 
 def redis_url(db: int) -> str:
@@ -79,23 +76,30 @@ def redis_url(db: int) -> str:
 
 def create_mysql_database() -> str:
     """Create a fresh, empty utf8mb4 database; skip or fail if the server is away."""
-    name = f"posts_api_test_{uuid.uuid4().hex[:10]}"
     try:
-        con = mysql_connect()
+        return MYSQL.create_database()
     except pymysql.Error as exc:
         need_service("MariaDB/MySQL", exc)
-    with con.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    con.close()
-    return name
+        raise  # need_service never returns
 
 
 def drop_mysql_database(name: str) -> None:
     """Drop a database made by ``create_mysql_database``."""
-    con = mysql_connect()
-    with con.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    con.close()
+    MYSQL.drop_database(name)
+
+
+def create_postgres_database() -> str:
+    """Create a fresh, empty PostgreSQL database; skip or fail if the server is away."""
+    try:
+        return POSTGRES.create_database()
+    except (OSError, ImportError) as exc:
+        need_service("PostgreSQL", exc)
+        raise  # need_service never returns
+
+
+def drop_postgres_database(name: str) -> None:
+    """Drop a database made by ``create_postgres_database``."""
+    POSTGRES.drop_database(name)
 
 
 def flush_redis(db: int) -> None:
@@ -184,13 +188,6 @@ def verbs(statements: list[str]) -> list[str]:
 
 POSTS_API = str(Path(sys.executable).parent / "posts-api")
 CONTRACT_VARS = ("DATABASE_URL", "CACHE_URL", "SECRET_KEY", "MAX_BODY_BYTES")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli_env(**values: str) -> dict[str, str]:
