@@ -43,6 +43,11 @@ COMPARED = (  # (uvicorn scenario, granian scenario, what)
 )
 
 
+def ran(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The set-ups of a run that were not skipped."""
+    return {k: v for k, v in results["setups"].items() if "skipped" not in v}
+
+
 class Spread:
     """The median of some values, with their min and max."""
 
@@ -115,7 +120,7 @@ def failures(results: dict[str, Any]) -> list[str]:
         for part in ("hotpath", "cache_memory")
         if "error" in results.get(part, {})
     ]
-    for key, setup in results["setups"].items():
+    for key, setup in ran(results).items():
         for round_ in setup["rounds"]:
             for name, run in round_["results"].items():
                 loads = [("", run)] + (
@@ -140,7 +145,12 @@ def text_summary(results: dict[str, Any]) -> str:
     """A plain table for the terminal."""
     lines = []
     for key, setup in results["setups"].items():
+        if "skipped" in setup:
+            lines.append(f"\n{setup['title']}: SKIPPED, {setup['skipped']}")
+            continue
         lines.append(f"\n{setup['title']}  (median over {len(setup['rounds'])} round(s))")
+        for name, reason in setup.get("skipped_scenarios", {}).items():
+            lines.append(f"  (skipped {name}: {reason})")
         lines.append(
             f"{'scenario':<18}{'req/s':>10}{'x bare':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
         )
