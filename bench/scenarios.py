@@ -120,7 +120,7 @@ SCENARIOS = (
     ),
     Scenario(
         "big_list",
-        "GET /posts, ~50 MB list streamed",
+        "GET /posts, a list of large posts streamed",
         "app",
         path="/posts",
         user="big",
