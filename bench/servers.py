@@ -35,7 +35,7 @@ from bench.databases import free_port
 APP_VENV_BIN = REPO_DIR / ".venv" / "bin"
 BENCH_BIN = Path(sys.executable).parent
 STOP_TIMEOUT_S = 20.0
-READY_TIMEOUT_S = 60.0
+READY_TIMEOUT_S = 120.0  # 2 workers on a busy machine may be restarted a few times first
 
 # The service's own settings: never inherited from the caller's environment.
 SERVICE_VARS = (
@@ -95,6 +95,9 @@ def uvicorn_argv(target: str, port: int, workers: int) -> list[str]:
         "--no-proxy-headers",
         "--log-level",
         "warning",
+        # A worker still importing on a busy machine must not be taken for a hung one.
+        "--timeout-worker-healthcheck",
+        "30",
     ]
 
 
