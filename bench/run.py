@@ -57,6 +57,7 @@ from bench.scenarios import (
     DEFAULT_SETUPS,
     FULL,
     LOAD_CPUS,
+    POOL_SERVERS,
     SCENARIO_BY_KEY,
     SERVER_CPUS,
     SETUPS,
@@ -120,7 +121,7 @@ class SetUpRun:
         self.database_url = ""
         self.database_name = ""
         self.delete_rps: dict[str, float] = {}
-        self.fill_rps: float | None = None
+        self.fill_rps: dict[str, float] = {}
         self.loads = 0
         self.pool_sizes: dict[str, list[int]] = {}
         self.redis_for_profile = False  # set when Redis is known to be there
@@ -408,7 +409,8 @@ class SetUpRun:
         connections = scenario.connections or self.plan.connections(self.setup)
         if scenario.connections_per_worker:
             connections = scenario.connections_per_worker * self.setup.workers
-        seconds = max(seconds, scenario.min_seconds)
+        if scenario.min_seconds > 1:  # hashing and the storm: longer on a busy machine
+            seconds = max(seconds, scenario.min_seconds, self.plan.slow_min_s)
         companion = None
         if scenario.companion is not None:
             requests, count = scenario.companion
@@ -458,46 +460,44 @@ class SetUpRun:
     def _top_up_pool(self, pool: str, seconds: int) -> None:
         """Make sure the users of ``pool`` own enough posts for ``seconds`` of DELETE.
 
-        The posts are created through the API by wrk (POST, replaying ``fill-<pool>.tsv``);
-        their ids are then read back with GET /posts and written as this round's
-        ``<pool>.tsv``. Until a DELETE rate has been measured on the pool, it is filled for
-        three times as long as DELETE will run (a create costs about what a delete does, but
-        not exactly); from then on, to 1.5 times what the best DELETE rate seen would use up.
+        The posts are created by wrk through the server that will delete them (POST,
+        replaying ``fill-<pool>.tsv``: posts-api, reference b or the raw driver), so the fill
+        rate matches the delete rate; their ids are then read back from the database and
+        written as this round's ``<pool>.tsv``. Until a DELETE rate has been
+        measured on the pool, it is filled for three times as long as DELETE will run (a
+        create costs about what a delete does, but not exactly); from then on, to 1.5 times
+        what the best DELETE rate seen would use up.
         """
-        app = self.servers["app"]
+        filler = self.servers[POOL_SERVERS.get(pool, "app")]
         connections = self.plan.connections(self.setup)
         fill = f"fill-{pool}"
-        ids = asyncio.run(self._delete_pool(app.url, pool))
+        ids = asyncio.run(seed.owned_post_ids(self.database_url, self.users[pool]))
         have = sum(len(v) for v in ids)
-        if pool not in self.delete_rps and self.fill_rps is None:
-            self.fill_rps = loadgen.run(self._load(app, fill, connections, 3 * seconds)).rps
-            ids = asyncio.run(self._delete_pool(app.url, pool))
+        if pool not in self.delete_rps and pool not in self.fill_rps:
+            self.fill_rps[pool] = loadgen.run(
+                self._load(filler, fill, connections, 3 * seconds)
+            ).rps
+            ids = asyncio.run(seed.owned_post_ids(self.database_url, self.users[pool]))
             have = sum(len(v) for v in ids)
         if pool not in self.delete_rps:
-            needed = math.ceil(3 * (self.fill_rps or 0) * seconds) + 50
+            needed = math.ceil(3 * self.fill_rps.get(pool, 0.0) * seconds) + 50
         else:
             needed = math.ceil(1.5 * self.delete_rps[pool] * seconds) + 50
         for _ in range(3):  # bounded: three fills at most
             if have >= needed:
                 break
-            fill_seconds = math.ceil((needed - have) / max(self.fill_rps or 1.0, 50.0))
-            fill_seconds = min(max(fill_seconds, 1), 3 * seconds)
-            self.fill_rps = loadgen.run(self._load(app, fill, connections, fill_seconds)).rps
-            ids = asyncio.run(self._delete_pool(app.url, pool))
+            rate = max(self.fill_rps.get(pool, 1.0), 50.0)
+            fill_seconds = min(max(math.ceil((needed - have) / rate), 1), 3 * seconds)
+            self.fill_rps[pool] = loadgen.run(
+                self._load(filler, fill, connections, fill_seconds)
+            ).rps
+            ids = asyncio.run(seed.owned_post_ids(self.database_url, self.users[pool]))
             have = sum(len(v) for v in ids)
         for account, post_ids in zip(self.users[pool], ids, strict=True):
             account.post_ids = post_ids
         seed.write_requests(self.requests_dir / f"{pool}.tsv", seed.delete_rows(self.users[pool]))
         self.pool_sizes.setdefault(pool, []).append(have)
         time.sleep(PAUSE_S)
-
-    async def _delete_pool(self, url: str, pool: str) -> list[list[int]]:
-        """The ids of every post the users of ``pool`` own, read through the API."""
-        api = seed.Api.at(url)
-        try:
-            return list(await asyncio.gather(*(api.post_ids(a) for a in self.users[pool])))
-        finally:
-            await api.close()
 
     def _memory(self) -> dict[str, list[dict[str, Any]]]:
         """RSS of every process of every server, now."""

@@ -175,6 +175,32 @@ async def insert_big_posts(database_url: str, account: Account, *, count: int, s
         await engine.dispose()
 
 
+async def owned_post_ids(database_url: str, accounts: Sequence[Account]) -> list[list[int]]:
+    """The ids of the posts each of ``accounts`` owns, oldest first, read from the database.
+
+    Read directly, not through GET /posts: posts made through reference b or the raw driver
+    never invalidate posts-api's cached lists.
+    """
+    from sqlalchemy import select
+
+    from posts_api.core.config import Settings
+    from posts_api.core.db import create_engine
+    from posts_api.posts.models import Post
+
+    settings = Settings(_env_file=None, database_url=database_url, secret_key="k" * 32)
+    engine = create_engine(settings)
+    owners = {account.user_id: i for i, account in enumerate(accounts)}
+    found: list[list[int]] = [[] for _ in accounts]
+    try:
+        async with engine.connect() as conn:
+            stmt = select(Post.id, Post.user_id).where(Post.user_id.in_(owners)).order_by(Post.id)
+            for post_id, user_id in await conn.execute(stmt):
+                found[owners[user_id]].append(post_id)
+    finally:
+        await engine.dispose()
+    return found
+
+
 def interleave(per_user: Iterable[Sequence[T]]) -> list[T]:
     """One item of each user in turn: user A's 1st, B's 1st, ..., A's 2nd, ..."""
     columns = itertools.zip_longest(*per_user)
