@@ -5,7 +5,7 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 BIN := .venv/bin
 
-.PHONY: install run test lint audit format bench bench-smoke soak container-check clean
+.PHONY: install run test lint audit format bench bench-smoke bench-headline soak container-check clean
 
 install: .venv/.synced
 
@@ -43,6 +43,10 @@ bench: install  ## the full benchmark (~30 min): writes BENCHMARKS.md and bench/
 
 bench-smoke: install  ## the benchmark end to end in a few minutes; fails if any request failed
 	$(BIN)/python -m bench --smoke
+
+bench-headline: install  ## print the README's headline table from the latest full or short run
+	$(BIN)/python -m bench.report --headline \
+		"$$(ls -td bench/results/*/ | grep -v smoke | head -1)results.json"
 
 soak: install  ## three minutes of mixed load on two workers (MariaDB + Redis); see RELIABILITY.md
 	$(BIN)/python -m bench.soak

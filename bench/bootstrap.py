@@ -23,24 +23,15 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
+from bench.base import BENCH_DIR, REPO_DIR, say
+
 VENV_DIR = BENCH_DIR / ".venv"
 VENV_PYTHON = VENV_DIR / "bin" / "python"
 REQUIREMENTS = BENCH_DIR / "requirements.txt"
 STAMP = VENV_DIR / ".bench-stamp"
 LAYER_FILE = "_posts_api_app_venv.pth"
-
-
-STARTED = time.monotonic()
-
-
-def say(message: str) -> None:
-    """Print one progress line on stderr, with the seconds since the start."""
-    print(f"bench [{time.monotonic() - STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def ensure_wrk() -> None:
@@ -100,13 +91,13 @@ def ensure_venv() -> None:
 
 
 def main() -> None:
-    """Entry point of ``python -m bench``: set up, then exec ``bench.run`` in the bench venv."""
-    if Path(sys.prefix).resolve() == VENV_DIR.resolve():
-        from bench.run import main as run_main
+    """Entry point of ``python -m bench``: set up, then exec ``bench.run`` in the bench venv.
 
-        run_main(sys.argv[1:])
-        return
-    ensure_wrk()
-    ensure_venv()
+    The hand-over is an ``exec`` of ``python -m bench.run``, never an import of ``bench.run``,
+    so this module stays at the bottom of the import graph.
+    """
+    if Path(sys.prefix).resolve() != VENV_DIR.resolve():
+        ensure_wrk()
+        ensure_venv()
     os.chdir(REPO_DIR)
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), "-m", "bench.run", *sys.argv[1:]])

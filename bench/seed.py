@@ -4,14 +4,16 @@ Each scenario gets its own group of users, so one scenario never disturbs anothe
 writes by the ``writer`` users never invalidate the lists the cache-hit scenario reads, the
 ``miss`` users' lists stay at ten posts, the ``delete`` users hold the pool of posts to delete.
 
-A request file has one request a line: METHOD, PATH, TOKEN ("-" for none) and BODY (JSON or
-empty), tab-separated (see ``bench/lua/replay.lua``). Lines alternate between users, so
+A request file has one request a line: METHOD, PATH, TOKEN ("-" for none), USER (the owner's id,
+for the reference apps, which do no authentication; "-" for none) and BODY (JSON or empty),
+tab-separated (see ``bench/lua/replay.lua``). Lines alternate between users, so
 consecutive requests never pile onto one user.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 from collections.abc import Iterable, Sequence
@@ -24,7 +26,7 @@ import httpx
 PASSWORD = "bench-password-not-a-secret"  # noqa: S105 (a throwaway account's password)
 FILLER = "The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. "
 
-Row = tuple[str, str, str | None, str | None]  # method, path, token, JSON body
+Row = tuple[str, str, "Account | None", str | None]  # method, path, who (token, id), JSON body
 T = TypeVar("T")
 
 
@@ -46,6 +48,13 @@ class Account:
     email: str
     token: str
     post_ids: list[int] = field(default_factory=list)
+
+    @property
+    def user_id(self) -> int:
+        """The user's id: the ``sub`` of its access token (read, not verified)."""
+        payload = self.token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return int(claims["sub"])
 
     @property
     def auth(self) -> dict[str, str]:
@@ -136,6 +145,62 @@ async def add_posts(api: Api, accounts: Sequence[Account], per_user: int, chars:
     await asyncio.gather(*(fill(a, i * per_user) for i, a in enumerate(accounts)))
 
 
+async def insert_big_posts(database_url: str, account: Account, *, count: int, size: int) -> None:
+    """Give ``account`` ``count`` posts of ``size`` ASCII characters, inserted in the database.
+
+    Straight into ``posts`` with SQLAlchemy Core on the service's own engine (the API would
+    refuse a body over ``MAX_BODY_BYTES``, and it would take far longer); the ids are kept on
+    ``account``.
+    """
+    from sqlalchemy import insert
+
+    from posts_api.core.config import Settings
+    from posts_api.core.db import create_engine, utcnow
+    from posts_api.posts.models import Post
+
+    settings = Settings(_env_file=None, database_url=database_url, secret_key="k" * 32)
+    engine = create_engine(settings)
+    try:
+        for n in range(count):
+            now = utcnow()
+            text = post_text(n, size)
+            async with engine.begin() as conn:
+                result = await conn.execute(
+                    insert(Post).values(
+                        user_id=account.user_id, text=text, created_at=now, updated_at=now
+                    )
+                )
+            account.post_ids.append(int(result.inserted_primary_key[0]))  # type: ignore[index]
+    finally:
+        await engine.dispose()
+
+
+async def owned_post_ids(database_url: str, accounts: Sequence[Account]) -> list[list[int]]:
+    """The ids of the posts each of ``accounts`` owns, oldest first, read from the database.
+
+    Read directly, not through GET /posts: posts made through reference b or the raw driver
+    never invalidate posts-api's cached lists.
+    """
+    from sqlalchemy import select
+
+    from posts_api.core.config import Settings
+    from posts_api.core.db import create_engine
+    from posts_api.posts.models import Post
+
+    settings = Settings(_env_file=None, database_url=database_url, secret_key="k" * 32)
+    engine = create_engine(settings)
+    owners = {account.user_id: i for i, account in enumerate(accounts)}
+    found: list[list[int]] = [[] for _ in accounts]
+    try:
+        async with engine.connect() as conn:
+            stmt = select(Post.id, Post.user_id).where(Post.user_id.in_(owners)).order_by(Post.id)
+            for post_id, user_id in await conn.execute(stmt):
+                found[owners[user_id]].append(post_id)
+    finally:
+        await engine.dispose()
+    return found
+
+
 def interleave(per_user: Iterable[Sequence[T]]) -> list[T]:
     """One item of each user in turn: user A's 1st, B's 1st, ..., A's 2nd, ..."""
     columns = itertools.zip_longest(*per_user)
@@ -145,8 +210,16 @@ def interleave(per_user: Iterable[Sequence[T]]) -> list[T]:
 def write_requests(path: Path, rows: Iterable[Row]) -> int:
     """Write a request file for ``replay.lua``; return the number of lines."""
     lines = [
-        "\t".join((method, target, token or "-", body or ""))
-        for method, target, token, body in rows
+        "\t".join(
+            (
+                method,
+                target,
+                who.token if who else "-",
+                str(who.user_id) if who else "-",
+                body or "",
+            )
+        )
+        for method, target, who, body in rows
     ]
     if not lines:
         raise ValueError(f"no requests for {path.name}")
@@ -156,27 +229,23 @@ def write_requests(path: Path, rows: Iterable[Row]) -> int:
 
 def list_rows(accounts: Sequence[Account]) -> list[Row]:
     """GET /posts of each user."""
-    return [("GET", "/posts", a.token, None) for a in accounts]
+    return [("GET", "/posts", a, None) for a in accounts]
 
 
 def get_one_rows(accounts: Sequence[Account]) -> list[Row]:
     """GET /posts/post/{id} of each post, users alternating."""
-    return interleave(
-        [("GET", f"/posts/post/{p}", a.token, None) for p in a.post_ids] for a in accounts
-    )
+    return interleave([("GET", f"/posts/post/{p}", a, None) for p in a.post_ids] for a in accounts)
 
 
 def create_rows(accounts: Sequence[Account], chars: int) -> list[Row]:
     """POST /posts/post, users alternating, texts varying."""
-    return [
-        ("POST", "/posts/post", a.token, text_body(1000 + i, chars)) for i, a in enumerate(accounts)
-    ]
+    return [("POST", "/posts/post", a, text_body(1000 + i, chars)) for i, a in enumerate(accounts)]
 
 
 def update_rows(accounts: Sequence[Account], chars: int) -> list[Row]:
     """PUT /posts/post/{id} of each post, users alternating."""
     return interleave(
-        [("PUT", f"/posts/post/{p}", a.token, text_body(5000 + p, chars)) for p in a.post_ids]
+        [("PUT", f"/posts/post/{p}", a, text_body(5000 + p, chars)) for p in a.post_ids]
         for a in accounts
     )
 
@@ -191,8 +260,8 @@ def miss_rows(accounts: Sequence[Account], chars: int) -> list[Row]:
     pairs = interleave(
         [
             (
-                ("PUT", f"/posts/post/{p}", a.token, text_body(9000 + p, chars)),
-                ("GET", "/posts", a.token, None),
+                ("PUT", f"/posts/post/{p}", a, text_body(9000 + p, chars)),
+                ("GET", "/posts", a, None),
             )
             for p in a.post_ids
         ]
@@ -204,7 +273,7 @@ def miss_rows(accounts: Sequence[Account], chars: int) -> list[Row]:
 def delete_rows(accounts: Sequence[Account]) -> list[Row]:
     """DELETE /posts/post/{id} of every post the users have, users alternating."""
     return interleave(
-        [("DELETE", f"/posts/post/{p}", a.token, None) for p in a.post_ids] for a in accounts
+        [("DELETE", f"/posts/post/{p}", a, None) for p in a.post_ids] for a in accounts
     )
 
 

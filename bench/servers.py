@@ -7,11 +7,13 @@ workers), then, after a bounded wait, SIGKILL to whatever is left of its process
 The kinds:
 
 * ``app``: the real service, ``posts-api serve`` (it migrates, then runs uvicorn with uvloop
-  and httptools);
+  and httptools), with ``METRICS_ENABLED=true``; ``app-nometrics``: the same with metrics off;
 * ``app-granian``: the same app on granian, built by ``bench.apps.served`` (which sets up
   logging exactly as ``serve`` does);
 * ``bare-uvicorn``/``bare-granian`` and ``min-uvicorn``/``min-granian``: the ceiling apps of
-  ``bench.apps``, with the options ``serve`` passes to uvicorn where they apply.
+  ``bench.apps``, with the options ``serve`` passes to uvicorn where they apply;
+* ``ref-b`` and ``raw``: reference b and the raw-driver app of ``bench.apps`` on uvicorn, on
+  the app's database.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,12 +29,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.bootstrap import REPO_DIR
+from bench.base import REPO_DIR
+from bench.databases import free_port
 
 APP_VENV_BIN = REPO_DIR / ".venv" / "bin"
 BENCH_BIN = Path(sys.executable).parent
 STOP_TIMEOUT_S = 20.0
-READY_TIMEOUT_S = 60.0
+READY_TIMEOUT_S = 120.0  # 2 workers on a busy machine may be restarted a few times first
 
 # The service's own settings: never inherited from the caller's environment.
 SERVICE_VARS = (
@@ -49,14 +51,17 @@ SERVICE_VARS = (
     "MEM_CACHE_MAX_BYTES",
     "DB_POOL_SIZE",
     "DB_TIMEOUT_SECONDS",
+    "METRICS_ENABLED",
+    "POSTS_PAGE_MAX",
+    "REFRESH_TOKEN_EXPIRE_DAYS",
+    "SHUTDOWN_DRAIN_SECONDS",
 )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# Per kind, on top of the set-up's environment.
+KIND_ENV = {
+    "app": {"METRICS_ENABLED": "true"},
+    "app-granian": {"METRICS_ENABLED": "true"},
+    "app-nometrics": {"METRICS_ENABLED": "false"},
+}
 
 
 def clean_env(**values: str) -> dict[str, str]:
@@ -90,6 +95,9 @@ def uvicorn_argv(target: str, port: int, workers: int) -> list[str]:
         "--no-proxy-headers",
         "--log-level",
         "warning",
+        # A worker still importing on a busy machine must not be taken for a hung one.
+        "--timeout-worker-healthcheck",
+        "30",
     ]
 
 
@@ -139,10 +147,15 @@ TARGETS = {
     "bare-granian": "bench.apps.bare:from_env",
     "min-uvicorn": "bench.apps.minimal:from_env",
     "min-granian": "bench.apps.minimal:from_env",
+    "ref-b": "bench.apps.reference:create_app",
+    "raw": "bench.apps.rawdriver:from_env",
 }
 
 KIND_TITLES = {
-    "app": "posts-api serve (uvicorn + uvloop + httptools)",
+    "app": "posts-api serve (uvicorn + uvloop + httptools), METRICS_ENABLED=true",
+    "app-nometrics": "posts-api serve, METRICS_ENABLED=false",
+    "ref-b": "reference b: FastAPI + SQLAlchemy Core on posts-api's engine, uvicorn",
+    "raw": "raw driver: bare ASGI app on aiosqlite / asyncmy / asyncpg, uvicorn",
     "app-granian": "posts-api app on granian",
     "bare-uvicorn": "bare ASGI app on uvicorn",
     "bare-granian": "bare ASGI app on granian",
@@ -153,7 +166,7 @@ KIND_TITLES = {
 
 def argv_for(kind: str, port: int, workers: int) -> list[str]:
     """The command line of a server kind."""
-    if kind == "app":
+    if kind in ("app", "app-nometrics"):
         return serve_argv(port, workers)
     target = TARGETS[kind]
     if kind.endswith("granian"):
@@ -168,6 +181,7 @@ class ProcessMemory:
     pid: int
     role: str  # "worker", "supervisor" or "helper"
     rss_mib: float
+    hwm_mib: float  # the peak RSS of the process so far (VmHWM)
 
 
 @dataclass
@@ -207,7 +221,7 @@ class Server:
             self.process = subprocess.Popen(
                 argv,
                 cwd=self.cwd,
-                env=self.env,
+                env=self.env | KIND_ENV.get(self.kind, {}),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -243,6 +257,7 @@ class Server:
             rss = _rss_mib(pid)
             if rss is None:
                 continue
+            hwm = _rss_mib(pid, "VmHWM") or rss
             cmdline = _cmdline(pid)
             if "resource_tracker" in cmdline:
                 role = "helper"
@@ -250,7 +265,7 @@ class Server:
                 role = "supervisor"
             else:
                 role = "worker"
-            found.append(ProcessMemory(pid, role, rss))
+            found.append(ProcessMemory(pid, role, rss, hwm))
         return found
 
     def terminate(self) -> None:
@@ -307,11 +322,11 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _rss_mib(pid: int) -> float | None:
-    """Resident set size of ``pid`` in MiB, from /proc (``None`` if it is gone)."""
+def _rss_mib(pid: int, field: str = "VmRSS") -> float | None:
+    """Resident set size (or another ``Vm*`` field) of ``pid`` in MiB (``None`` if it is gone)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None

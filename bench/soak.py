@@ -44,7 +44,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import pymysql
+
+from bench.databases import MySQLServer, free_port
 
 POSTS_API = str(Path(sys.executable).parent / "posts-api")
 PASSWORD = "soak password, long enough"  # noqa: S105 - the soak's own throwaway accounts
@@ -61,13 +62,6 @@ MIX = {
 MAX_GROWTH = 0.10
 REQUEST_TIMEOUT = httpx.Timeout(30.0)
 ENUMERATION_SAMPLES_MAX = 45  # two failed log-ins a sample: under 100 per client address
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(probe: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -111,22 +105,17 @@ class Deployment:
 def mariadb_database(server: str) -> Iterator[str]:
     """A fresh utf8mb4 database on ``server`` (``mysql://user[:pw]@host:port``); its URL."""
     parts = urlsplit(server)
-    name = f"posts_api_soak_{uuid.uuid4().hex[:10]}"
-    admin = pymysql.connect(
+    admin = MySQLServer(
         host=parts.hostname or "127.0.0.1",
         port=parts.port or 3306,
         user=parts.username or "root",
         password=parts.password or "",
-        autocommit=True,
     )
+    name = admin.create_database("posts_api_soak")
     try:
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
         yield f"{server.rstrip('/')}/{name}"
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
+        admin.drop_database(name)
 
 
 @contextmanager

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ import jwt
 import pymysql
 import pytest
 import redis
+from bench.databases import MySQLServer
+from bench.databases import free_port as free_port  # re-exported for the tests' helpers
 from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,6 +33,7 @@ MYSQL_HOST = os.environ.get("TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("TEST_MYSQL_PORT", "3306"))
 MYSQL_USER = os.environ.get("TEST_MYSQL_USER", "root")
 MYSQL_PASSWORD = os.environ.get("TEST_MYSQL_PASSWORD", "")
+MYSQL = MySQLServer(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, password=MYSQL_PASSWORD)
 PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("TEST_PG_USER", "root")
@@ -72,16 +74,7 @@ def need_service(name: str, error: Exception) -> None:
 
 def mysql_connect(database: str | None = None) -> pymysql.Connection[Any]:
     """A plain autocommit connection to the test MariaDB/MySQL server."""
-    return pymysql.connect(
-        host=MYSQL_HOST,
-        port=MYSQL_PORT,
-        user=MYSQL_USER,
-        password=MYSQL_PASSWORD,
-        database=database,
-        charset="utf8mb4",
-        autocommit=True,
-        connect_timeout=5,
-    )
+    return MYSQL.connect(database)
 
 
 def mysql_url(database: str, *, port: int = MYSQL_PORT) -> str:
@@ -97,23 +90,16 @@ def redis_url(db: int) -> str:
 
 def create_mysql_database() -> str:
     """Create a fresh, empty utf8mb4 database; skip or fail if the server is away."""
-    name = f"posts_api_test_{uuid.uuid4().hex[:10]}"
     try:
-        con = mysql_connect()
+        return MYSQL.create_database()
     except pymysql.Error as exc:
         need_service("MariaDB/MySQL", exc)
-    with con.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    con.close()
-    return name
+        raise  # need_service never returns
 
 
 def drop_mysql_database(name: str) -> None:
     """Drop a database made by ``create_mysql_database``."""
-    con = mysql_connect()
-    with con.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    con.close()
+    MYSQL.drop_database(name)
 
 
 def pg_url(database: str, *, port: int = PG_PORT) -> str:
@@ -298,13 +284,6 @@ def verbs(statements: list[str]) -> list[str]:
 
 POSTS_API = str(Path(sys.executable).parent / "posts-api")
 CONTRACT_VARS = ("DATABASE_URL", "CACHE_URL", "SECRET_KEY", "MAX_BODY_BYTES")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli_env(**values: str) -> dict[str, str]:

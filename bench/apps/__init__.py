@@ -3,7 +3,10 @@
 ``bare`` and ``minimal`` are the ceiling: they answer GET /posts with the very bytes the real
 service returned for the same ``Authorization`` header, read from the file named by
 ``BENCH_BODIES`` (written by the run after seeding). ``served`` is the real app, built the way
-``posts-api serve`` builds it, for servers other than the one ``serve`` uses.
+``posts-api serve`` builds it, for servers other than the one ``serve`` uses. ``reference``
+(reference b: FastAPI + SQLAlchemy Core on posts-api's engine) and ``rawdriver`` (bare ASGI on
+the driver itself) send the statements of posts-api's post routes, for the comparison of the
+database paths.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 -- Replays the requests listed in a file, round robin, as fast as the connections allow.
 --
 -- Arguments (after "--"): FILE [GROUP [THREADS]].
--- FILE has one request a line, four tab-separated fields: METHOD, PATH, TOKEN ("-" for none),
--- BODY (JSON, or empty). Every GROUP consecutive lines are sent together, pipelined on one
+-- FILE has one request a line, five tab-separated fields: METHOD, PATH, TOKEN ("-" for none),
+-- USER (the owner's id, sent as X-User-Id for the reference apps; "-" for none), BODY (JSON, or
+-- empty). Every GROUP consecutive lines are sent together, pipelined on one
 -- connection: the server answers them in order, so with GROUP 2 a PUT is always done before
 -- the GET that follows it. With THREADS wrk threads, each takes every THREADS-th group, so no
 -- two threads send the same request (it matters for DELETE).
@@ -20,10 +21,14 @@ function init(args)
   local threads = tonumber(args[3] or "1")
   local formatted = {}
   for line in io.lines(args[1]) do
-    local method, path, token, body = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+    local method, path, token, user, body =
+      line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
     local headers = {}
     if token ~= "-" then
       headers["Authorization"] = "Bearer " .. token
+    end
+    if user ~= "-" then
+      headers["X-User-Id"] = user
     end
     if body == "" then
       body = nil
