@@ -109,8 +109,9 @@ class PostService:
         """
         name = _list_name(user_id)
         entry, version = cached if cached is not None else await self.cache.get_fresh(name)
-        if entry is not None:
-            page = CachedList.unpack(entry).page(user_id=user_id, query=query)
+        listed = CachedList.unpack(entry) if entry is not None else None
+        if listed is not None:
+            page = listed.page(user_id=user_id, query=query)
         elif query.limit is not None:
             page = await self._read_page(user_id=user_id, after=query.after, limit=query.limit)
         else:
