@@ -24,6 +24,7 @@ def fresh(user_id: int, ids: list[int]) -> CachedList:
 def test_pack_and_unpack_round_trip() -> None:
     full = fresh(1, IDS)
     back = CachedList.unpack(full.pack())
+    assert back is not None
     assert (back.etag, list(back.ids), list(back.starts), back.body) == (
         full.etag,
         list(full.ids),
@@ -51,9 +52,9 @@ def test_pack_and_unpack_round_trip() -> None:
 def test_a_page_from_the_cache_is_the_page_from_the_database(
     after: int, limit: int | None, expected: list[int], following: int | None
 ) -> None:
-    page = CachedList.unpack(fresh(1, IDS).pack()).page(
-        user_id=1, query=ListQuery(after=after, limit=limit)
-    )
+    listed = CachedList.unpack(fresh(1, IDS).pack())
+    assert listed is not None
+    page = listed.page(user_id=1, query=ListQuery(after=after, limit=limit))
     direct = fresh(1, expected)
     assert page.body == direct.body
     assert page.etag == direct.etag
@@ -71,4 +72,11 @@ def test_items_joined_are_what_a_list_serializer_makes() -> None:
 
 def test_an_empty_list() -> None:
     empty = CachedList.unpack(fresh(1, []).pack())
+    assert empty is not None
     assert empty.page(user_id=1, query=ListQuery(limit=3)).body == b"[]"
+
+
+@pytest.mark.parametrize("entry", [b"[]", b'[{"post_id":1}]', b"", b"PL1"])
+def test_an_entry_in_another_format_is_a_miss(entry: bytes) -> None:
+    """A list cached by an earlier version (plain JSON) is not misread."""
+    assert CachedList.unpack(entry) is None

@@ -7,10 +7,11 @@ page: a page has one body, hence one tag, wherever it comes from.
 The cache entry is the response itself behind a small binary header, so a hit needs no JSON
 parsing and no hashing::
 
-    count (u32) | etag (24 ASCII bytes) | ids (count x i64) | starts (count x i64) | body
+    b"PL1" | count (u32) | etag (24 ASCII bytes) | ids (count x i64) | starts (count x i64) | body
 
 ``starts[i]`` is the offset of item ``i`` in ``body``; a page is a bisection of ``ids`` and a
-slice of ``body``.
+slice of ``body``. The leading ``PL1`` names the format: an entry without it (a list cached by
+an earlier version, plain JSON) is read as a miss, never misparsed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from posts_api.posts.conditions import list_tag
 from posts_api.posts.repository import PostRow, UpdatedPost
 from posts_api.posts.schemas import PostOut
 
-HEADER = struct.Struct("<I24s")  # a list tag is always 24 bytes: quotes around 22 base64url
+MAGIC = b"PL1"
+HEADER = struct.Struct("<3sI24s")  # a list tag is always 24 bytes: quotes around 22 base64url
 _POST = TypeAdapter(PostOut)
 
 
@@ -90,13 +92,15 @@ class CachedList:
 
     def pack(self) -> bytes:
         """The cache entry: header, ids, offsets, body."""
-        head = HEADER.pack(len(self.ids), self.etag.encode("ascii"))
+        head = HEADER.pack(MAGIC, len(self.ids), self.etag.encode("ascii"))
         return b"".join((head, self.ids.tobytes(), self.starts.tobytes(), self.body))
 
     @classmethod
-    def unpack(cls, entry: bytes) -> CachedList:
-        """Read back what ``pack`` stored."""
-        count, etag = HEADER.unpack_from(entry)
+    def unpack(cls, entry: bytes) -> CachedList | None:
+        """Read back what ``pack`` stored; ``None`` for an entry in another format."""
+        if not entry.startswith(MAGIC) or len(entry) < HEADER.size:
+            return None
+        _magic, count, etag = HEADER.unpack_from(entry)
         view = memoryview(entry)
         ids, starts = array("q"), array("q")
         middle = HEADER.size + 8 * count

@@ -110,9 +110,10 @@ class PostService:
         """
         name = list_name(user_id)
         entry, version = cached if cached is not None else await self.cache.get_fresh(name)
-        (metrics.counters.cache_miss if entry is None else metrics.counters.cache_hit).inc()
-        if entry is not None:
-            page = CachedList.unpack(entry).page(user_id=user_id, query=query)
+        listed = CachedList.unpack(entry) if entry is not None else None
+        (metrics.counters.cache_miss if listed is None else metrics.counters.cache_hit).inc()
+        if listed is not None:
+            page = listed.page(user_id=user_id, query=query)
         elif query.limit is not None:
             page = await self._read_page(user_id=user_id, after=query.after, limit=query.limit)
         else:
