@@ -122,8 +122,9 @@ def create_app(settings: Settings | None = None, *, watch_sigterm: bool = False)
             max_age=600,
         )
     install_error_handlers(app)
-    app.include_router(auth_router.router)
+    # Routes are tried in order: the posts routes, the hot path, come first.
     app.include_router(posts_router.router)
+    app.include_router(auth_router.router)
     posts_router.document_page_max(app, settings.posts_page_max)
     app.include_router(ops_router.router)
     if settings.metrics_enabled:

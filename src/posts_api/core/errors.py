@@ -114,6 +114,7 @@ ERROR_DESCRIPTIONS = {
     409: "Conflict with existing data",
     412: "``If-Match`` names no current version of the resource; nothing was changed",
     413: "Request body larger than MAX_BODY_BYTES",
+    422: "Invalid query or body: FastAPI's list of errors, without the values sent",
     429: "Too many failed logins (or password confirmations); retry after ``Retry-After`` seconds",
     503: "The database is unreachable; retry later",
 }

@@ -11,15 +11,14 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, FastAPI, Header, Query, Response, status
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from posts_api.core.deps import CurrentUserId
 from posts_api.core.errors import documented
 from posts_api.posts.conditions import parse_tags, post_tag
-from posts_api.posts.deps import CallerWithList, Posts
-from posts_api.posts.listing import ListQuery, Page
+from posts_api.posts.deps import LIST_PARAMETERS, PostList, Posts
+from posts_api.posts.listing import Page
 from posts_api.posts.schemas import PostCreatedOut, PostId, PostIn, PostOut
 
 router = APIRouter(prefix="/posts", tags=["posts"])
@@ -72,41 +71,26 @@ def _tagged(etag: str, body: bytes | None, extra: dict[str, str] | None = None) 
 @router.get(
     "",
     response_model=list[PostOut],
-    responses=NOT_MODIFIED | documented(401, 503),
+    responses=NOT_MODIFIED | documented(401, 422, 503),
+    openapi_extra={"parameters": LIST_PARAMETERS},
 )
-async def list_posts(
-    caller: CallerWithList,
-    posts: Posts,
-    limit: Limit = None,
-    after: After = 0,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
+async def list_posts(call: PostList) -> Response:
     """List the caller's posts in ascending ``post_id``: all of them, or a page (cached per user).
 
     A ``Link: <...>; rel="next"`` header names the next page when posts remain after this one.
     """
-    if limit is not None and limit > posts.page_max:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "less_than_equal",
-                    "loc": ("query", "limit"),
-                    "msg": f"Input should be less than or equal to {posts.page_max}",
-                    "ctx": {"le": posts.page_max},
-                }
-            ]
-        )
-    answer = await posts.list_posts(
-        user_id=caller.user_id,
-        query=ListQuery(after=after, limit=limit),
-        if_none_match=parse_tags(if_none_match),
-        cached=caller.prefetched[0],
+    answer = await call.posts.list_posts(
+        user_id=call.user_id,
+        query=call.query,
+        if_none_match=call.if_none_match,
+        cached=call.cached,
     )
     if not isinstance(answer, Page):  # too large to cache: streamed, without a tag
         return ClosingStream(answer.chunks, media_type="application/json", headers=PRIVATE)
     link = None
     if answer.next_after is not None:
-        link = {"Link": f'</posts?limit={limit}&after={answer.next_after}>; rel="next"'}
+        next_page = f"/posts?limit={call.query.limit}&after={answer.next_after}"
+        link = {"Link": f'<{next_page}>; rel="next"'}
     return _tagged(answer.etag, answer.body, link)
 
 

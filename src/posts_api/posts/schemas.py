@@ -39,3 +39,20 @@ class PostOut(BaseModel):
 
 PostList = TypeAdapter(list[PostOut])
 """Serializes a list of posts to JSON bytes in one call (the bench builds lists with it)."""
+
+
+class ListParams(BaseModel):
+    """The query of GET /posts: a page of at most ``limit`` posts whose ids are above ``after``.
+
+    ``limit``'s upper bound is the ``POSTS_PAGE_MAX`` setting, checked where the setting is
+    known (``posts.deps``).
+    """
+
+    limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many posts (1 to POSTS_PAGE_MAX); default: all.",
+    )
+    after: int = Field(
+        default=0, ge=0, le=2**63 - 1, description="Only posts whose post_id is above this."
+    )
