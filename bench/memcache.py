@@ -24,6 +24,7 @@ from bench.servers import rss_self_mib
 from posts_api.core.cache import Cache, MemoryBackend
 from posts_api.core.config import Settings
 from posts_api.posts.schemas import PostList, PostOut
+from posts_api.posts.service import list_name
 
 TTL_S = 300
 
@@ -58,7 +59,7 @@ async def measure(users: int, posts: int, chars: int) -> dict[str, float | int]:
     gc.collect()
     before = rss_self_mib()
     for user_id in range(1, users + 1):
-        name = f"posts:{user_id}"  # the service's name for a user's list
+        name = list_name(user_id)
         await cache.invalidate(name, TTL_S)
         _, tag = await cache.get_fresh(name)
         await cache.put_fresh(name, tag, list_body(user_id, posts, chars, now), TTL_S)
@@ -66,7 +67,7 @@ async def measure(users: int, posts: int, chars: int) -> dict[str, float | int]:
     after = rss_self_mib()
     cached = 0
     for user_id in range(1, users + 1):
-        value, _ = await cache.get_fresh(f"posts:{user_id}")
+        value, _ = await cache.get_fresh(list_name(user_id))
         cached += value is not None
     return {
         "users": users,

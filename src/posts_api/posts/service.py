@@ -238,9 +238,15 @@ class PostService:
         await self.cache.invalidate(list_name(user_id), self.list_ttl)
 
 
+LIST_FORMAT = "posts2"
+"""Part of every list's cache name, changed with the format of the entry (1.0's was plain
+JSON): workers of two releases sharing one Redis during a rolling upgrade never read each
+other's entries."""
+
+
 def list_name(user_id: int) -> str:
     """The cache entry name of a user's list of posts."""
-    return f"posts:{user_id}"
+    return f"{LIST_FORMAT}:{user_id}"
 
 
 def _condition(*, post_id: int, if_match: TagList | None) -> list[dt.datetime] | None:
