@@ -111,6 +111,20 @@ async def test_memory_backend_is_bounded() -> None:
     assert (await cache.get_fresh("posts:4999"))[0] == b"x" * 1000
 
 
+async def test_cached_lists_never_evict_login_counters() -> None:
+    """On ``mem://`` a flood of large lists must not lift the login throttle."""
+    cache = Cache(MemoryBackend(max_bytes=1_048_576))
+    for _ in range(3):
+        await cache.count(["login-fail:email:x"], window=60)
+    for user in range(50):  # 50 x 100 KB: five times the budget
+        _, tag = await cache.get_fresh(f"posts:{user}")
+        await cache.put_fresh(f"posts:{user}", tag, b"x" * 100_000, ttl=60)
+    assert await cache.counts(["login-fail:email:x"]) == [3]
+    assert 0 < await cache.seconds_left("login-fail:email:x") <= 60
+    await cache.reset("login-fail:email:x")
+    assert await cache.counts(["login-fail:email:x"]) == [0]
+
+
 async def test_a_value_redis_refuses_is_skipped_not_an_outage(tmp_path: Path) -> None:
     """A private Redis short of memory (noeviction) answers OOM to a large SET: the value is
     not cached, the cache stays in use and keeps every other entry. A refused invalidation,

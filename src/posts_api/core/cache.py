@@ -86,24 +86,33 @@ class Backend(Protocol):
 class MemoryBackend:
     """An in-process LRU cache bounded in bytes, with per-entry expiry (``mem://``).
 
-    Entries larger than the whole budget are refused (``CacheRefused``). It is never
-    unavailable, and it is not shared: ``posts-api serve`` refuses to run several workers on it.
+    Entries larger than the whole budget are refused (``CacheRefused``). Window counters (the
+    login throttle's) live in a store of their own, bounded by count, so large cached lists can
+    never evict them and lift the throttle. It is never unavailable, and it is not shared:
+    ``posts-api serve`` refuses to run several workers on it.
     """
 
     ENTRY_OVERHEAD = 400  # bytes per entry beyond its value: key, tuple, LRU links (measured)
+    MAX_COUNTERS = 100_000  # about 20 MB at most: emails and addresses with recent failures
 
     def __init__(self, max_bytes: int) -> None:
         """Keep at most about ``max_bytes`` of entries, evicting the least recently used."""
         self._entries: LRUCache[str, tuple[float, bytes]] = LRUCache(
             maxsize=max_bytes, getsizeof=lambda entry: len(entry[1]) + self.ENTRY_OVERHEAD
         )
+        self._counters: LRUCache[str, tuple[float, bytes]] = LRUCache(maxsize=self.MAX_COUNTERS)
+
+    def _store(self, key: str) -> LRUCache[str, tuple[float, bytes]]:
+        """The store that holds ``key``: a key made by ``count`` is a counter."""
+        return self._counters if key in self._counters else self._entries
 
     def _get(self, key: str, now: float) -> bytes | None:
-        entry = self._entries.get(key)
+        store = self._store(key)
+        entry = store.get(key)
         if entry is None:
             return None
         if entry[0] <= now:
-            del self._entries[key]
+            del store[key]
             return None
         return entry[1]
 
@@ -124,29 +133,30 @@ class MemoryBackend:
         """Increment fixed-window counters (stored as decimal bytes, like Redis)."""
         now = time.monotonic()
         for key in keys:
-            entry = self._entries.get(key)
+            entry = self._counters.get(key)
             if entry is None or entry[0] <= now:
-                self._entries[key] = (now + window, b"1")
+                self._counters[key] = (now + window, b"1")
             else:
-                self._entries[key] = (entry[0], b"%d" % (int(entry[1]) + 1))
+                self._counters[key] = (entry[0], b"%d" % (int(entry[1]) + 1))
 
     async def ttl(self, key: str) -> int:
         """Whole seconds left, rounded up."""
-        entry = self._entries.get(key)
+        entry = self._store(key).get(key)
         if entry is None or entry[0] == float("inf"):
             return 0
         return max(0, int(entry[0] - time.monotonic() + 0.999))
 
     async def delete(self, key: str) -> None:
         """Forget ``key``."""
-        self._entries.pop(key, None)
+        self._store(key).pop(key, None)
 
     async def ping(self) -> None:
         """Memory is always there."""
 
     async def close(self) -> None:
-        """Drop every entry."""
+        """Drop every entry and counter."""
         self._entries.clear()
+        self._counters.clear()
 
 
 @contextlib.contextmanager
