@@ -76,12 +76,12 @@ class PostRepository:
 
         One SELECT through a server-side cursor: rows are fetched as they are consumed, so
         memory holds one batch, not the list (asyncmy: an unbuffered cursor; aiosqlite: batched
-        fetches; asyncpg: a portal, fetched ``batch`` rows per Execute). A PostgreSQL portal
-        lives only as long as its transaction, and an autocommit statement's implicit one ends
-        at its first Sync: on that database the SELECT is wrapped in ``BEGIN``/``COMMIT``, the
-        only way asyncpg keeps a cursor. Stopping early leaves the cursor (and there the
-        transaction) open: the caller must then invalidate the session's connection (see
-        ``PostService``), which is cheaper than reading the rest of the rows to close it.
+        fetches; asyncpg: a portal read 50 rows per Execute, SQLAlchemy's adapter's fixed size).
+        A PostgreSQL portal lives only as long as its transaction, and an autocommit statement's
+        implicit one ends at its first Sync: on that database the SELECT is wrapped in
+        ``BEGIN``/``COMMIT``, the only way asyncpg keeps a cursor. Stopping early leaves the
+        cursor (and there the transaction) open: the caller must then invalidate the session's
+        connection (see ``PostService``), cheaper than reading the rest of the rows to close it.
         """
         stmt = (
             select(*COLUMNS)
