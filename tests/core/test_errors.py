@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from asyncpg.exceptions import ConnectionDoesNotExistError, UndefinedTableError
+from asyncpg.exceptions import (
+    ConnectionDoesNotExistError,
+    InternalClientError,
+    UndefinedTableError,
+)
 from fastapi import FastAPI
 
 from posts_api.core.errors import install_error_handlers
@@ -27,6 +31,10 @@ def app_raising(exc: Exception) -> FastAPI:
     [
         # asyncpg's cursor fetch raises its own error when the server ends the connection.
         (ConnectionDoesNotExistError("terminating connection"), 503),
+        (
+            InternalClientError("cannot switch to state 16; another operation (2) is in progress"),
+            503,
+        ),
         (UndefinedTableError("relation does not exist"), 500),  # a bug, not an outage
         (RuntimeError("bug"), 500),
     ],
