@@ -280,6 +280,15 @@ def verbs(statements: list[str]) -> list[str]:
     return [s.split(None, 1)[0].upper() for s in statements]
 
 
+def list_read(backend: str) -> list[str]:
+    """The statements of a whole list read from the database (a list miss, or a streamed list).
+
+    One SELECT through a cursor; on PostgreSQL inside ``BEGIN``/``COMMIT``, without which
+    asyncpg keeps no cursor.
+    """
+    return ["BEGIN", "SELECT", "COMMIT"] if backend == "postgres" else ["SELECT"]
+
+
 # servers in subprocesses -------------------------------------------------------------------------
 
 POSTS_API = str(Path(sys.executable).parent / "posts-api")

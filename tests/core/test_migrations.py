@@ -15,12 +15,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from asgi_lifespan import LifespanManager
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, bindparam, inspect, text
 
 from posts_api.core.config import Settings
 from posts_api.core.db import Base, create_engine
 from posts_api.main import create_app
 from posts_api.migrations import alembic_config, upgrade_to_head
+from posts_api.posts.models import PostText
 from tests.conftest import make_settings
 from tests.support import DATABASE_SERVERS, FAST_HASHING, POSTS_API, SECRET, AppClient, cli_env
 
@@ -80,7 +81,7 @@ def _to_1_0_with_data(connection: Connection) -> None:
         text(
             "INSERT INTO posts (id, user_id, text, created_at, updated_at)"
             " VALUES (3, 7, :text, :now, :now)"
-        ),
+        ).bindparams(bindparam("text", type_=PostText())),  # UTF-8 bytes on PostgreSQL
         {"text": "from 1.0 😀", "now": now},
     )
     connection.commit()

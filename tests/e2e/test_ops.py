@@ -18,7 +18,7 @@ from posts_api.ops import metrics
 from posts_api.ops.middleware import UNMATCHED
 from tests.e2e.test_operations import assert_clean_error, cuttable
 from tests.proxy import Proxy
-from tests.support import MYSQL_HOST, MYSQL_PORT, PASSWORD, MakeApp, sign_up
+from tests.support import DATABASE_SERVERS, PASSWORD, MakeApp, sign_up
 
 # probes ------------------------------------------------------------------------------------------
 
@@ -45,17 +45,20 @@ async def test_readyz_ignores_an_unreachable_cache(make_app: MakeApp) -> None:
 
 @pytest.fixture
 async def database_proxy(backend: str) -> AsyncIterator[Proxy]:
-    """A cuttable path to the real MariaDB."""
-    async for proxy in cuttable(backend, MYSQL_HOST, MYSQL_PORT):
+    """A cuttable path to the real database server (MariaDB or PostgreSQL)."""
+    server = DATABASE_SERVERS.get(backend)
+    async for proxy in cuttable(
+        backend, server.host if server else "", server.port if server else 0
+    ):
         yield proxy
 
 
 async def test_readyz_is_503_while_the_database_is_away(
-    make_app: MakeApp, database_proxy: Proxy, base_settings: dict[str, Any]
+    make_app: MakeApp, database_proxy: Proxy, base_settings: dict[str, Any], backend: str
 ) -> None:
     database = base_settings["database_url"].rsplit("/", 1)[1]
     client = await make_app(
-        database_url=f"mysql://root@127.0.0.1:{database_proxy.port}/{database}",
+        database_url=DATABASE_SERVERS[backend].url(database, port=database_proxy.port),
         db_timeout_seconds=2,
     )
     assert (await client.get("/readyz")).status_code == 200

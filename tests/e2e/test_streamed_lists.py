@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.e2e.test_posts import create
-from tests.support import MakeApp, StatementLog, User, sign_up, verbs
+from tests.support import MakeApp, StatementLog, User, list_read, sign_up, verbs
 
 CAP = 1000  # bytes of JSON: ten posts of 100 characters are well above it
 
@@ -19,14 +19,14 @@ async def small_cap(make_app: MakeApp) -> tuple[httpx.AsyncClient, User, list[in
 
 
 async def test_a_list_above_the_cap_is_streamed_whole_without_a_tag(
-    make_app: MakeApp, statements: StatementLog
+    make_app: MakeApp, statements: StatementLog, backend: str
 ) -> None:
     client, user, ids = await small_cap(make_app)
     engine = client.app.state.engine  # type: ignore[attr-defined]
     with statements.watching(engine) as sent:
         resp = await client.get("/posts", headers=user.auth)
     assert resp.status_code == 200
-    assert verbs(sent) == ["SELECT"]
+    assert verbs(sent) == list_read(backend)
     assert "etag" not in resp.headers
     assert "content-length" not in resp.headers  # streamed
     assert resp.headers["cache-control"] == "private, no-cache"
@@ -41,7 +41,7 @@ async def test_a_list_above_the_cap_is_streamed_whole_without_a_tag(
     assert paged == posts  # byte-equivalent items, whichever path served them
     with statements.watching(engine) as sent:
         again = await client.get("/posts", headers=user.auth)
-    assert verbs(sent) == ["SELECT"], "a list above the cap must not be cached"
+    assert verbs(sent) == list_read(backend), "a list above the cap must not be cached"
     assert again.content == resp.content
     assert engine.pool.checkedout() == 0  # the stream gave its connection back
 

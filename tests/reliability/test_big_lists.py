@@ -3,7 +3,8 @@
 Issue 8 measured one user with 400 posts of 1 MiB: the worker's RSS peaked at 1.3 GB, and the
 Redis write of that list timed out and dropped every other user's cached list. Here a user gets
 300 posts of 1 MiB (written straight into the database, fast) and lists them through a real
-``posts-api serve``, on SQLite + in-process cache and on MariaDB + Redis. The server's peak RSS
+``posts-api serve``, on SQLite + in-process cache, on MariaDB + Redis and on PostgreSQL + Redis
+(whose cursor runs inside a transaction). The server's peak RSS
 (``VmHWM``) must not grow by more than a small multiple of one batch, and another user's cached
 list must still be answered from the cache afterwards: their rows are changed behind the
 service's back, and the list must not show it.
@@ -24,11 +25,12 @@ import pytest
 from tests.reliability.helpers import (
     REQUEST_TIMEOUT,
     bearer,
+    database_stack,
     mariadb_stack,
     serving,
     sqlite_env,
 )
-from tests.support import PASSWORD, REDIS_DB_SERVERS, Server, mysql_connect, new_email
+from tests.support import PASSWORD, REDIS_DB_SERVERS, Server, mysql_connect, new_email, pg_rows
 
 POSTS = 300
 POST_BYTES = 1_048_576
@@ -89,6 +91,24 @@ def mariadb_where() -> Iterator[Where]:
         yield Where(stack.env(), execute, fill)
 
 
+@contextmanager
+def postgres_where() -> Iterator[Where]:
+    """A PostgreSQL database and a Redis database (post text: UTF-8 ``bytea``)."""
+    with database_stack("postgres", REDIS_DB_SERVERS) as stack:
+
+        def execute(sql: str, params: tuple[object, ...]) -> None:
+            pg_rows(stack.database, sql.replace("?", "$1"), *params)
+
+        fill = (
+            "INSERT INTO posts (user_id, text, created_at, updated_at)"
+            " SELECT ?, convert_to(lpad(i::text, 4, '0')"
+            f" || repeat('0', {POST_BYTES - 4}), 'UTF8'),"
+            f" '{STAMP}', '{STAMP}'"
+            f" FROM generate_series(1, {POSTS}) AS i"
+        )
+        yield Where(stack.env(), execute, fill)
+
+
 def peak_rss(server: Server) -> int:
     """The server process's peak resident set (VmHWM), in bytes."""
     status = Path(f"/proc/{server.proc.pid}/status").read_text()
@@ -129,11 +149,15 @@ def read_streamed_list(url: str, headers: dict[str, str]) -> tuple[int, list[tup
     return total, items
 
 
-@pytest.mark.parametrize("setup", ["sqlite", "mysql"])
+@pytest.mark.parametrize("setup", ["sqlite", "mysql", "postgres"])
 def test_a_huge_list_streams_in_bounded_memory_and_spares_the_cache(
     setup: str, tmp_path: Path
 ) -> None:
-    where_cm = sqlite_where(tmp_path) if setup == "sqlite" else mariadb_where()
+    where_cm = {
+        "sqlite": lambda: sqlite_where(tmp_path),
+        "mysql": mariadb_where,
+        "postgres": postgres_where,
+    }[setup]()
     with where_cm as where, serving(tmp_path, where.env) as server:
         neighbour_id, neighbour = sign_up(server.url)
         for text in ("n1", "n2"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from asyncpg.exceptions import InternalClientError as PgClientStateError
 from fastapi import FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
@@ -229,13 +230,29 @@ def is_disconnect(exc: DBAPIError) -> bool:
     """
     if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
         return True
-    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return says_unavailable(exc.orig)
+
+
+def says_unavailable(exc: BaseException | None) -> bool:
+    """True when a driver error carries one of the ``UNAVAILABLE_SQLSTATES``."""
+    sqlstate = getattr(exc, "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
 
 
 async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     if is_disconnect(exc):
+        return await _database_error(request, exc)
+    return await _server_error(request, exc)
+
+
+async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
+    # A driver error can escape SQLAlchemy unwrapped: asyncpg's server-side cursor fetches rows
+    # outside its error translation, so a connection killed under a list miss raises asyncpg's
+    # own error: one whose SQLSTATE tells a server that is away, or, when the kill lands
+    # between two protocol steps, asyncpg's client state error (the connection is unusable;
+    # the stream's clean-up drops it). Either is the usual 503, not a 500.
+    if says_unavailable(exc) or isinstance(exc, PgClientStateError):
         return await _database_error(request, exc)
     return await _server_error(request, exc)
 
@@ -250,4 +267,4 @@ def install_error_handlers(app: FastAPI) -> None:
     # A driver that fails to connect may raise the socket's own error (asyncpg: refused, no
     # such host, a connect timeout); nothing else in a request does network I/O unguarded.
     app.add_exception_handler(OSError, _database_error)
-    app.add_exception_handler(Exception, _server_error)
+    app.add_exception_handler(Exception, _unhandled_error)

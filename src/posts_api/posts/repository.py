@@ -2,7 +2,8 @@
 
 A post that is not the caller's is indistinguishable from one that does not exist: both match
 no row. Every method is one statement, except ``update_owned`` on databases without
-``UPDATE ... RETURNING`` (MySQL, MariaDB), which adds one SELECT. Lists are read in the
+``UPDATE ... RETURNING`` (MySQL, MariaDB), which adds one SELECT, and ``stream_for_user`` on
+PostgreSQL, whose cursor needs ``BEGIN``/``COMMIT`` around its SELECT. Lists are read in the
 primary-key order through the ``(user_id)`` index, whose entries carry the id: keyset pages
 (``id > after ... LIMIT``) need no OFFSET.
 """
@@ -14,6 +15,7 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, Row, delete, insert, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -74,10 +76,12 @@ class PostRepository:
 
         One SELECT through a server-side cursor: rows are fetched as they are consumed, so
         memory holds one batch, not the list (asyncmy: an unbuffered cursor; aiosqlite: batched
-        fetches). PostgreSQL's asyncpg can only keep a cursor inside a transaction: on that
-        database the session must have begun one. Stopping early leaves the cursor open: the
-        caller must then invalidate the session's connection (see ``PostService``), which is
-        cheaper than reading the rest of the rows to close it.
+        fetches; asyncpg: a portal read 50 rows per Execute, SQLAlchemy's adapter's fixed size).
+        A PostgreSQL portal lives only as long as its transaction, and an autocommit statement's
+        implicit one ends at its first Sync: on that database the SELECT is wrapped in
+        ``BEGIN``/``COMMIT``, the only way asyncpg keeps a cursor. Stopping early leaves the
+        cursor (and there the transaction) open: the caller must then invalidate the session's
+        connection (see ``PostService``), cheaper than reading the rest of the rows to close it.
         """
         stmt = (
             select(*COLUMNS)
@@ -85,9 +89,14 @@ class PostRepository:
             .order_by(Post.id)
             .execution_options(yield_per=batch)
         )
+        in_transaction = self.session.get_bind().dialect.name == "postgresql"
+        if in_transaction:
+            await self.session.execute(sql_text("BEGIN"))
         result = await self.session.stream(stmt)
         async for rows in result.partitions():
             yield rows
+        if in_transaction:  # read only: COMMIT merely ends it
+            await self.session.execute(sql_text("COMMIT"))
 
     async def get_owned(self, *, post_id: int, user_id: int) -> PostRow | None:
         """SELECT one post if it exists and is the user's."""

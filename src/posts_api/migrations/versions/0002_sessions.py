@@ -17,6 +17,8 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The type of users.id (revision 0001): BIGINT on PostgreSQL, which a foreign key must match.
+ID = sa.Integer().with_variant(sa.BigInteger(), "postgresql")
 # Microsecond timestamps on MySQL/MariaDB (plain DATETIME drops them).
 TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 TABLE_OPTIONS: dict[str, Any] = {
@@ -30,7 +32,7 @@ def upgrade() -> None:
     op.create_table(
         "sessions",
         sa.Column("id", sa.String(32), nullable=False),
-        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", ID, nullable=False),
         sa.Column("refresh_counter", sa.Integer(), nullable=False),
         sa.Column("refresh_expires_at", TIMESTAMP, nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
