@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import anyio
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -93,3 +94,13 @@ async def test_a_failed_transaction_leaves_nothing(app: FastAPI, user: User) -> 
         assert await SessionRepository(session).live_owner(session_id=user.sid) == user.id
         # The connection went back to the pool in autocommit, outside any transaction.
         await session.execute(text("SELECT 1"))
+
+
+async def test_a_cancelled_transaction_rolls_back(app: FastAPI, user: User) -> None:
+    """A request cancelled mid-transaction (a client gone, a timeout) still rolls it back."""
+    with anyio.move_on_after(0.5):
+        async with transaction(app.state.sessions) as session:
+            await SessionRepository(session).revoke_all(user_id=user.id, now=utcnow())
+            await anyio.sleep(30)
+    async with app.state.sessions() as session:
+        assert await SessionRepository(session).live_owner(session_id=user.sid) == user.id

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 from sqlalchemy import (
     BigInteger,
     CursorResult,
@@ -202,9 +203,9 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
 
     ``BEGIN`` (SQLite: ``BEGIN IMMEDIATE``, which takes the write lock at once, so a read inside
     the transaction cannot be overtaken by another writer) and ``COMMIT`` are sent explicitly on
-    the autocommit connection, at the databases' default isolation level. On any error the
-    transaction is rolled back; if even that fails the connection is discarded, never returned
-    to the pool mid-transaction.
+    the autocommit connection, at the databases' default isolation level. On any error, a
+    cancelled request's included, the transaction is rolled back; if even that fails the
+    connection is discarded, never returned to the pool mid-transaction.
     """
     async with sessions() as session:
         connection = await session.connection()
@@ -214,8 +215,11 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
             yield session
             await session.execute(text("COMMIT"))
         except BaseException:
-            try:
-                await session.execute(text("ROLLBACK"))
-            except Exception:  # the connection is gone or confused: never reuse it
-                await connection.invalidate()
+            # Shielded: a cancelled request must still roll back, or the connection would go
+            # back to the pool in the middle of its transaction.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await session.execute(text("ROLLBACK"))
+                except Exception:  # the connection is gone or confused: never reuse it
+                    await connection.invalidate()
             raise
