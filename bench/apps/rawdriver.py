@@ -54,6 +54,11 @@ def _post(row: Any) -> dict[str, Any]:
     return {"post_id": row[0], "text": row[1], "created_at": row[2], "updated_at": row[3]}
 
 
+def _text_post(row: Any) -> dict[str, Any]:
+    """A post whose text came back as UTF-8 bytes (PostgreSQL's ``bytea``)."""
+    return _post((row[0], bytes(row[1]).decode(), row[2], row[3]))
+
+
 class SQLite:
     """aiosqlite, one connection in autocommit mode (SQLite has one writer anyway)."""
 
@@ -179,7 +184,7 @@ class MySQL:
 
 
 class Postgres:
-    """asyncpg, a pool."""
+    """asyncpg, a pool. Post text is UTF-8 ``bytea`` there (as posts-api stores it)."""
 
     def __init__(self, pool: Any) -> None:
         """Use ``pool``, an asyncpg pool."""
@@ -205,7 +210,7 @@ class Postgres:
         """SELECT one post of the user."""
         sql = "SELECT id, text, created_at, updated_at FROM posts WHERE id = $1 AND user_id = $2"
         row = await self.pool.fetchrow(sql, post_id, user_id)
-        return None if row is None else _post(row)
+        return None if row is None else _text_post(row)
 
     async def create(self, user_id: int, text: str) -> int:
         """INSERT ... RETURNING id."""
@@ -214,7 +219,7 @@ class Postgres:
             "INSERT INTO posts (user_id, text, created_at, updated_at) "
             "VALUES ($1, $2, $3, $4) RETURNING id"
         )
-        return int(await self.pool.fetchval(sql, user_id, text, now, now))
+        return int(await self.pool.fetchval(sql, user_id, text.encode(), now, now))
 
     async def update(self, post_id: int, user_id: int, text: str) -> dict[str, Any] | None:
         """UPDATE ... RETURNING."""
@@ -222,8 +227,8 @@ class Postgres:
             "UPDATE posts SET text = $1, updated_at = $2 WHERE id = $3 AND user_id = $4 "
             "RETURNING id, text, created_at, updated_at"
         )
-        row = await self.pool.fetchrow(sql, text, _now(), post_id, user_id)
-        return None if row is None else _post(row)
+        row = await self.pool.fetchrow(sql, text.encode(), _now(), post_id, user_id)
+        return None if row is None else _text_post(row)
 
     async def delete(self, post_id: int, user_id: int) -> bool:
         """DELETE a post of the user."""
