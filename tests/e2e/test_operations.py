@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -11,11 +10,9 @@ import pytest
 
 from tests.proxy import Proxy
 from tests.support import (
-    DATABASE_SERVERS,
     PASSWORD,
     REDIS_DB_APP,
-    REDIS_HOST,
-    REDIS_PORT,
+    AppClient,
     MakeApp,
     User,
     sign_up,
@@ -68,26 +65,6 @@ async def test_security_header_on_every_response(client: httpx.AsyncClient) -> N
 # the database away -------------------------------------------------------------------------------
 
 
-async def cuttable(backend: str, host: str, port: int) -> AsyncIterator[Proxy]:
-    """A proxy to a real server of a server set-up (database + Redis), cut at the end."""
-    if backend == "sqlite":
-        pytest.skip("SQLite and the in-process cache live in the process: they cannot go away")
-    proxy = Proxy(host, port)
-    await proxy.restore()
-    yield proxy
-    await proxy.cut()
-
-
-@pytest.fixture
-async def database_proxy(backend: str) -> AsyncIterator[Proxy]:
-    """A cuttable path to the real database server (MariaDB or PostgreSQL)."""
-    host, port = (
-        (server.host, server.port) if (server := DATABASE_SERVERS.get(backend)) else ("", 0)
-    )
-    async for proxy in cuttable(backend, host, port):
-        yield proxy
-
-
 @pytest.mark.parametrize(
     "database_url",
     [
@@ -109,15 +86,9 @@ async def test_unreachable_database_is_503(make_app: MakeApp, database_url: str)
     assert health.json()["cache"] == "ok"
 
 
-async def test_database_lost_and_back(
-    make_app: MakeApp, database_proxy: Proxy, base_settings: dict[str, Any], backend: str
-) -> None:
+async def test_database_lost_and_back(proxied_client: AppClient, database_proxy: Proxy) -> None:
     """Connections killed under the pool: 503s while away, then recovery with no restart."""
-    database = base_settings["database_url"].rsplit("/", 1)[1]
-    client = await make_app(
-        database_url=DATABASE_SERVERS[backend].url(database, port=database_proxy.port),
-        db_timeout_seconds=2,
-    )
+    client = proxied_client
     user = await sign_up(client)
     post_id = (await client.post("/posts/post", json={"text": "kept"}, headers=user.auth)).json()[
         "post_id"
@@ -139,13 +110,6 @@ async def test_database_lost_and_back(
 
 
 # the cache away ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def redis_proxy(backend: str) -> AsyncIterator[Proxy]:
-    """A cuttable path to the real Redis."""
-    async for proxy in cuttable(backend, REDIS_HOST, REDIS_PORT):
-        yield proxy
 
 
 async def test_unreachable_cache_serves_from_the_database(make_app: MakeApp) -> None:

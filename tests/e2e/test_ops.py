@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,9 +15,9 @@ from posts_api.cli import proxy_options
 from posts_api.core.config import Settings
 from posts_api.ops import metrics
 from posts_api.ops.middleware import UNMATCHED
-from tests.e2e.test_operations import assert_clean_error, cuttable
+from tests.e2e.test_operations import assert_clean_error
 from tests.proxy import Proxy
-from tests.support import DATABASE_SERVERS, PASSWORD, MakeApp, sign_up
+from tests.support import PASSWORD, AppClient, MakeApp, sign_up
 
 # probes ------------------------------------------------------------------------------------------
 
@@ -43,24 +42,10 @@ async def test_readyz_ignores_an_unreachable_cache(make_app: MakeApp) -> None:
     assert (await client.get("/readyz")).status_code == 200
 
 
-@pytest.fixture
-async def database_proxy(backend: str) -> AsyncIterator[Proxy]:
-    """A cuttable path to the real database server (MariaDB or PostgreSQL)."""
-    server = DATABASE_SERVERS.get(backend)
-    async for proxy in cuttable(
-        backend, server.host if server else "", server.port if server else 0
-    ):
-        yield proxy
-
-
 async def test_readyz_is_503_while_the_database_is_away(
-    make_app: MakeApp, database_proxy: Proxy, base_settings: dict[str, Any], backend: str
+    proxied_client: AppClient, database_proxy: Proxy
 ) -> None:
-    database = base_settings["database_url"].rsplit("/", 1)[1]
-    client = await make_app(
-        database_url=DATABASE_SERVERS[backend].url(database, port=database_proxy.port),
-        db_timeout_seconds=2,
-    )
+    client = proxied_client
     assert (await client.get("/readyz")).status_code == 200
     await database_proxy.cut()
     body = assert_clean_error(await client.get("/readyz"), 503)
