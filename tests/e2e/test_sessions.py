@@ -13,6 +13,7 @@ import jwt
 import pytest
 import time_machine
 
+from tests.e2e.test_auth import check_token_body
 from tests.support import PASSWORD, SECRET, MakeApp, User, claims, new_email, sign_up, user_from
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -67,13 +68,7 @@ async def test_refresh_rotates_within_the_same_session(
     assert resp.status_code == 200, resp.text
     assert resp.headers["cache-control"] == "no-store"
     body = resp.json()
-    assert set(body) == {
-        "access_token",
-        "token_type",
-        "expires_in",
-        "refresh_token",
-        "refresh_expires_in",
-    }
+    check_token_body(body)
     assert body["refresh_token"] != user.refresh_token
     assert sid_of(body["access_token"]) == sid_of(user.token)
     renewed = user_from(user.email, body)
