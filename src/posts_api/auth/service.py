@@ -24,7 +24,7 @@ from posts_api.auth.schemas import AccountOut, CredentialsIn, PasswordChangeIn, 
 from posts_api.auth.sessions import SessionCheck
 from posts_api.auth.throttle import LoginThrottle
 from posts_api.core.db import transaction, utcnow
-from posts_api.core.errors import Conflict, Forbidden, Unauthorized
+from posts_api.core.errors import Conflict, Forbidden, Unauthorized, UserGone
 from posts_api.core.security import InvalidToken, PasswordHasher, RefreshCodec, TokenCodec
 from posts_api.ops import metrics
 
@@ -53,12 +53,6 @@ class WrongPassword(Forbidden):
     """The password confirming a password change or a deletion is wrong."""
 
     detail = "Invalid password"
-
-
-class AccountGone(Unauthorized):
-    """The token's session is live but its user was removed (by hand, by another service)."""
-
-    detail = "User no longer exists"
 
 
 class AuthService:
@@ -186,11 +180,11 @@ class AuthService:
         await self.session_check.forget(ended)
 
     async def get_account(self, *, user_id: int) -> AccountOut:
-        """The caller's account as stored (one SELECT). Raises ``AccountGone``."""
+        """The caller's account as stored (one SELECT). Raises ``UserGone``."""
         async with self.sessions() as session:
             found = await UserRepository(session).get_account(user_id=user_id)
         if found is None:
-            raise AccountGone()
+            raise UserGone()
         email, created_at = found
         return AccountOut(user_id=user_id, email=email, created_at=created_at)
 
@@ -201,7 +195,7 @@ class AuthService:
 
         One SELECT to confirm the current password (throttled like a log-in), then one
         transaction: UPDATE the hash, revoke all sessions, read their ids, INSERT the new one.
-        Raises ``TooManyFailedLogins``, ``WrongPassword``, ``AccountGone``.
+        Raises ``TooManyFailedLogins``, ``WrongPassword``, ``UserGone``.
         """
         await self._confirm_password(change.current_password, user_id, client_address)
         new_hash = await self.hasher.hash(change.new_password)
@@ -210,7 +204,7 @@ class AuthService:
             if not await UserRepository(session).set_password(
                 user_id=user_id, password_hash=new_hash
             ):
-                raise AccountGone()
+                raise UserGone()
             repo = SessionRepository(session)
             await repo.revoke_all(user_id=user_id, now=now)
             ended = await repo.ids_revoked_at(user_id=user_id, now=now)
@@ -223,7 +217,7 @@ class AuthService:
 
         One SELECT to confirm the password (throttled like a log-in), then one transaction:
         revoke all sessions, read their ids, DELETE the user. Raises ``TooManyFailedLogins``,
-        ``WrongPassword``, ``AccountGone``.
+        ``WrongPassword``, ``UserGone``.
         """
         await self._confirm_password(password, user_id, client_address)
         now = utcnow()
@@ -232,7 +226,7 @@ class AuthService:
             await repo.revoke_all(user_id=user_id, now=now)
             ended = await repo.ids_revoked_at(user_id=user_id, now=now)
             if not await UserRepository(session).delete(user_id=user_id):
-                raise AccountGone()
+                raise UserGone()
         await self.session_check.forget(ended)
         await self.forget_user_data(user_id)
 
@@ -241,7 +235,7 @@ class AuthService:
         async with self.sessions() as session:
             found = await UserRepository(session).get_email_and_hash(user_id=user_id)
         if found is None:
-            raise AccountGone()
+            raise UserGone()
         email, password_hash = found
         await self.throttle.check(email, client_address)
         if not await self.hasher.verify(password, password_hash):

@@ -79,6 +79,12 @@ class Forbidden(AppError):
     detail = "Forbidden"
 
 
+class UserGone(Unauthorized):
+    """The token is valid but its user was removed (by hand, by another service)."""
+
+    detail = "User no longer exists"
+
+
 class TooManyRequests(AppError):
     """The caller is throttled; ``retry_after`` says for how many seconds."""
 

@@ -18,7 +18,7 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from posts_api.core.cache import Cache
-from posts_api.core.errors import NotFound, PreconditionFailed, Unauthorized
+from posts_api.core.errors import NotFound, PreconditionFailed, UserGone
 from posts_api.ops import metrics
 from posts_api.posts.conditions import TagList, updated_at_named
 from posts_api.posts.listing import CachedList, ListQuery, Page, serialize
@@ -55,12 +55,6 @@ class PostChanged(PreconditionFailed):
     """``If-Match`` names a version of the post that is no longer current."""
 
     detail = "The post has changed since the version named by If-Match"
-
-
-class OwnerGone(Unauthorized):
-    """The token is valid but its user no longer exists."""
-
-    detail = "User no longer exists"
 
 
 class PostService:
@@ -178,7 +172,7 @@ class PostService:
         return PostOut.model_validate(row)
 
     async def create_post(self, *, user_id: int, post: PostIn) -> int:
-        """Store a new post and return its id (one INSERT). Raises ``OwnerGone``.
+        """Store a new post and return its id (one INSERT). Raises ``UserGone``.
 
         Either way the user's cached list is dropped: a user removed from the database (their
         posts went with them) must not keep seeing a list cached while they existed.
@@ -188,7 +182,7 @@ class PostService:
                 post_id = await PostRepository(session).add(user_id=user_id, text=post.text)
         except UnknownOwner:
             await self._invalidate(user_id)
-            raise OwnerGone() from None
+            raise UserGone() from None
         await self._invalidate(user_id)
         return post_id
 
