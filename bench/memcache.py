@@ -3,10 +3,10 @@
 Run as its own process (``python -m bench.memcache --users N --out FILE``) so the resident
 memory it reports is the cache's and nothing else's. For each of N users it does what the
 service does for a user who wrote and then read: a new version (``invalidate``), a miss
-(``get_fresh``) and a stored list (``put_fresh``) of ten 150-character posts, serialized by
-the service's own ``PostList``. Then it counts how many users' lists are still cached, with the
-cache's public API, and reports the process's RSS before, after and at its peak next to the
-cache's byte budget (``MEM_CACHE_MAX_BYTES``, default 64 MiB).
+(``get_fresh``) and a stored list (``put_fresh``) of ten 150-character posts, packed in the
+service's own entry format (``posts.listing``). Then it counts how many users' lists are still
+cached, with the cache's public API, and reports the process's RSS before, after and at its
+peak next to the cache's byte budget (``MEM_CACHE_MAX_BYTES``, default 64 MiB).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from bench.seed import post_text
 from bench.servers import rss_self_mib
 from posts_api.core.cache import Cache, MemoryBackend
 from posts_api.core.config import Settings
-from posts_api.posts.schemas import PostList, PostOut
+from posts_api.posts.listing import CachedList, serialize
+from posts_api.posts.schemas import PostOut
 from posts_api.posts.service import list_name
 
 TTL_S = 300
@@ -38,16 +39,13 @@ def _status_mib(field: str) -> float:
 
 
 def list_body(user_id: int, posts: int, chars: int, now: dt.datetime) -> bytes:
-    """The JSON of a user's list, as the service caches it."""
-    first = user_id * posts
-    return PostList.dump_json(
-        [
-            PostOut(
-                post_id=first + k, text=post_text(first + k, chars), created_at=now, updated_at=now
-            )
-            for k in range(posts)
-        ]
-    )
+    """A user's list as the service caches it: the packed entry of ``posts.listing``."""
+    ids = [user_id * posts + k for k in range(posts)]
+    items = [
+        serialize(PostOut(post_id=i, text=post_text(i, chars), created_at=now, updated_at=now))
+        for i in ids
+    ]
+    return CachedList.build(user_id=user_id, ids=ids, items=items).pack()
 
 
 async def measure(users: int, posts: int, chars: int) -> dict[str, float | int]:

@@ -118,5 +118,5 @@ def _list_parameters() -> list[dict[str, Any]]:
 LIST_PARAMETERS = _list_parameters()
 """GET /posts's parameters as OpenAPI declares them (its one dependency reads them itself)."""
 
-PostList = Annotated[ListCall, Depends(ListAccess())]
+ListRequest = Annotated[ListCall, Depends(ListAccess())]
 """Everything GET /posts needs, the caller authenticated first."""

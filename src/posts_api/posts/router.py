@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from posts_api.core.deps import CurrentUserId
 from posts_api.core.errors import documented
 from posts_api.posts.conditions import parse_tags, post_tag
-from posts_api.posts.deps import LIST_PARAMETERS, PostList, Posts
+from posts_api.posts.deps import LIST_PARAMETERS, ListRequest, Posts
 from posts_api.posts.listing import Page
 from posts_api.posts.schemas import PostCreatedOut, PostId, PostIn, PostOut
 
@@ -74,7 +74,7 @@ def _tagged(etag: str, body: bytes | None, extra: dict[str, str] | None = None) 
     responses=NOT_MODIFIED | documented(401, 422, 503),
     openapi_extra={"parameters": LIST_PARAMETERS},
 )
-async def list_posts(call: PostList) -> Response:
+async def list_posts(call: ListRequest) -> Response:
     """List the caller's posts in ascending ``post_id``: all of them, or a page (cached per user).
 
     A ``Link: <...>; rel="next"`` header names the next page when posts remain after this one.

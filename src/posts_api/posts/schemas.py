@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 
 from posts_api.core.schemas import StrictIn, Utf8
 
@@ -35,10 +35,6 @@ class PostOut(BaseModel):
     text: str
     created_at: dt.datetime
     updated_at: dt.datetime
-
-
-PostList = TypeAdapter(list[PostOut])
-"""Serializes a list of posts to JSON bytes in one call (the bench builds lists with it)."""
 
 
 class ListParams(BaseModel):
