@@ -12,10 +12,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import asyncpg
 import httpx
@@ -28,6 +29,8 @@ from bench.databases import free_port as free_port  # re-exported for the tests'
 from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from posts_api.core.driver import MySQLDriver, PostgreSQLDriver, SQLiteDriver
 
 MYSQL_HOST = os.environ.get("TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("TEST_MYSQL_PORT", "3306"))
@@ -255,7 +258,11 @@ def claims(sub: str, lifetime: int = 600, changes: dict[str, Any] | None = None)
 
 
 class StatementLog:
-    """Every SQL statement an engine sends, as SQLAlchemy executes it."""
+    """Every SQL statement an engine sends: as SQLAlchemy executes it, or on the driver itself.
+
+    Statements run on the driver's connection (``posts_api.core.driver``) never reach
+    SQLAlchemy's execution events, so the driver adapters' two calls are recorded too.
+    """
 
     def __init__(self) -> None:
         """Start empty."""
@@ -270,9 +277,23 @@ class StatementLog:
         self.statements = []
         event.listen(engine.sync_engine, "before_cursor_execute", self._record)
         try:
-            yield self.statements
+            with ExitStack() as stack:
+                for driver in (SQLiteDriver, MySQLDriver, PostgreSQLDriver):
+                    for name in ("fetch", "execute"):
+                        call = getattr(driver, name)
+                        stack.enter_context(patch.object(driver, name, self._recording(call)))
+                yield self.statements
         finally:
             event.remove(engine.sync_engine, "before_cursor_execute", self._record)
+
+    def _recording(self, call: Any) -> Any:
+        """``call``, a driver adapter's method, recording the SQL it is given first."""
+
+        async def record(driver: Any, connection: Any, sql: str, parameters: Any) -> Any:
+            self.statements.append(sql)
+            return await call(driver, connection, sql, parameters)
+
+        return record
 
 
 def verbs(statements: list[str]) -> list[str]:

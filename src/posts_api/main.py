@@ -26,6 +26,7 @@ from posts_api.auth.throttle import LoginThrottle
 from posts_api.core.cache import create_cache
 from posts_api.core.config import Settings
 from posts_api.core.db import create_engine, create_sessionmaker
+from posts_api.core.driver import DriverPool
 from posts_api.core.errors import install_error_handlers
 from posts_api.core.limits import BodySizeLimit
 from posts_api.core.security import PasswordHasher, RefreshCodec, TokenCodec
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, *, watch_sigterm: bool = False)
     session_check = SessionCheck(sessions, cache, ttl=tokens.lifetime_seconds)
     posts = PostService(
         sessions,
+        DriverPool(engine),
         cache,
         list_ttl=settings.posts_cache_ttl_seconds,
         max_entry_bytes=settings.posts_cache_max_entry_bytes,

@@ -8,11 +8,11 @@ import json
 import pytest
 
 from posts_api.posts.listing import CachedList, ListQuery, join, serialize
-from posts_api.posts.repository import UpdatedPost
+from posts_api.posts.repository import StoredPost
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 IDS = [3, 5, 6, 10, 11]
-ROWS = [UpdatedPost(i, f"text {i} \u00e9 \U0001f600 \x00", NOW, NOW) for i in IDS]
+ROWS = [StoredPost(i, f"text {i} \u00e9 \U0001f600 \x00", NOW, NOW) for i in IDS]
 
 
 def fresh(user_id: int, ids: list[int]) -> CachedList:

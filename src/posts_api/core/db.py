@@ -125,6 +125,10 @@ def is_postgresql(url: URL) -> bool:
 PREPARED_STATEMENT_CACHE_SIZE = 256
 
 
+# SQLite connections each process keeps (see ``create_engine``).
+SQLITE_POOL_SIZE = 1
+
+
 def create_engine(settings: Settings, *, autocommit: bool = True) -> AsyncEngine:
     """Build the async engine for ``settings.database_url``.
 
@@ -142,7 +146,16 @@ def create_engine(settings: Settings, *, autocommit: bool = True) -> AsyncEngine
     if is_sqlite(url):
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        options["connect_args"] = {"timeout": timeout}
+        # One connection per process: SQLite has one writer at a time, so a second connection
+        # would only wait on the file's lock (in its busy handler's sleeps) instead of in the
+        # pool's queue, and each is a thread of its own (aiosqlite). A request waits for it at
+        # most DB_TIMEOUT_SECONDS, then answers 503.
+        options |= {
+            "pool_size": SQLITE_POOL_SIZE,
+            "max_overflow": 0,
+            "pool_timeout": timeout,
+            "connect_args": {"timeout": timeout},
+        }
     else:
         options |= {
             "pool_size": settings.db_pool_size,

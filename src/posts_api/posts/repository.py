@@ -6,29 +6,37 @@ no row. Every method is one statement, except ``update_owned`` on databases with
 PostgreSQL, whose cursor needs ``BEGIN``/``COMMIT`` around its SELECT. Lists are read in the
 primary-key order through the ``(user_id)`` index, whose entries carry the id: keyset pages
 (``id > after ... LIMIT``) need no OFFSET.
+
+The statements are Core, built once here with named parameters, and run on the driver's own
+connection (``core.driver``: compiled once per dialect, no session): these are the one-row
+statements of the busiest routes. Only the streamed list goes through a session, for its
+server-side cursor.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import AsyncGenerator, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, Row, delete, insert, select, update
+from sqlalchemy import ColumnElement, Delete, Row, Update, bindparam, delete, false, insert, select
 from sqlalchemy import text as sql_text
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from posts_api.core.db import execute_dml, utcnow
+from posts_api.core.db import utcnow
+from posts_api.core.driver import DriverConnection
 from posts_api.posts.models import Post
 
 COLUMNS = (Post.id.label("post_id"), Post.text, Post.created_at, Post.updated_at)
 PostRow = Row[int, str, dt.datetime, dt.datetime]
-"""A post as selected: ``post_id``, ``text``, ``created_at``, ``updated_at``."""
+"""A post as a session selects it: ``post_id``, ``text``, ``created_at``, ``updated_at``."""
 
 
-class UpdatedPost(NamedTuple):
-    """A post as an UPDATE left it, where the database cannot return it (no RETURNING)."""
+class StoredPost(NamedTuple):
+    """A post as the database holds it (or as an UPDATE without RETURNING left it)."""
 
     post_id: int
     text: str
@@ -40,82 +48,63 @@ class UnknownOwner(Exception):
     """The owner named for a new post does not exist (the foreign key refused it)."""
 
 
-class PostRepository:
-    """Queries on ``posts`` through one session."""
+OWNED = (Post.id == bindparam("post_id"), Post.user_id == bindparam("user_id"))
+SELECT_OWNED = select(*COLUMNS).where(*OWNED)
+SELECT_ID_OWNED = select(Post.id).where(*OWNED)
+SELECT_CREATED_AT = select(Post.created_at).where(*OWNED)
+SELECT_PAGE = (
+    select(*COLUMNS)
+    .where(Post.user_id == bindparam("user_id"), Post.id > bindparam("after"))
+    .order_by(Post.id)
+    .limit(bindparam("limit"))
+)
+INSERT = insert(Post).values(
+    user_id=bindparam("user_id"),
+    text=bindparam("text"),
+    created_at=bindparam("now"),
+    updated_at=bindparam("now"),
+)
 
-    def __init__(self, session: AsyncSession) -> None:
-        """Use ``session`` for every statement."""
-        self.session = session
+
+class PostRepository:
+    """Queries on ``posts`` through one driver connection."""
+
+    def __init__(self, connection: DriverConnection) -> None:
+        """Use ``connection`` for every statement."""
+        self.connection = connection
 
     async def add(self, *, user_id: int, text: str) -> int:
         """INSERT a post and return its id. Raises ``UnknownOwner`` if the user is gone."""
-        now = utcnow()
-        stmt = insert(Post).values(user_id=user_id, text=text, created_at=now, updated_at=now)
         try:
-            result = await execute_dml(self.session, stmt)
+            post_id = await self.connection.insert(INSERT, user_id=user_id, text=text, now=utcnow())
         except IntegrityError as exc:  # the only constraint an insert can break: the owner
             raise UnknownOwner(user_id) from exc
-        post_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
         assert isinstance(post_id, int)
         return post_id
 
-    async def page_for_user(self, *, user_id: int, after: int, limit: int) -> list[PostRow]:
+    async def page_for_user(self, *, user_id: int, after: int, limit: int) -> list[StoredPost]:
         """SELECT at most ``limit`` of the user's posts with ids above ``after``, in id order."""
-        stmt = (
-            select(*COLUMNS)
-            .where(Post.user_id == user_id, Post.id > after)
-            .order_by(Post.id)
-            .limit(limit)
-        )
-        return list((await self.session.execute(stmt)).all())
+        rows = await self.connection.fetch(SELECT_PAGE, user_id=user_id, after=after, limit=limit)
+        return [StoredPost(*row) for row in rows]
 
-    async def stream_for_user(
-        self, *, user_id: int, after: int, batch: int
-    ) -> AsyncGenerator[Sequence[PostRow], None]:
-        """The user's posts with ids above ``after``, in id order, ``batch`` rows at a time.
-
-        One SELECT through a server-side cursor: rows are fetched as they are consumed, so
-        memory holds one batch, not the list (asyncmy: an unbuffered cursor; aiosqlite: batched
-        fetches; asyncpg: a portal read 50 rows per Execute, SQLAlchemy's adapter's fixed size).
-        A PostgreSQL portal lives only as long as its transaction, and an autocommit statement's
-        implicit one ends at its first Sync: on that database the SELECT is wrapped in
-        ``BEGIN``/``COMMIT``, the only way asyncpg keeps a cursor. Stopping early leaves the
-        cursor (and there the transaction) open: the caller must then invalidate the session's
-        connection (see ``PostService``), cheaper than reading the rest of the rows to close it.
-        """
-        stmt = (
-            select(*COLUMNS)
-            .where(Post.user_id == user_id, Post.id > after)
-            .order_by(Post.id)
-            .execution_options(yield_per=batch)
-        )
-        in_transaction = self.session.get_bind().dialect.name == "postgresql"
-        if in_transaction:
-            await self.session.execute(sql_text("BEGIN"))
-        result = await self.session.stream(stmt)
-        async for rows in result.partitions():
-            yield rows
-        if in_transaction:  # read only: COMMIT merely ends it
-            await self.session.execute(sql_text("COMMIT"))
-
-    async def get_owned(self, *, post_id: int, user_id: int) -> PostRow | None:
+    async def get_owned(self, *, user_id: int, post_id: int) -> StoredPost | None:
         """SELECT one post if it exists and is the user's."""
-        stmt = select(*COLUMNS).where(Post.id == post_id, Post.user_id == user_id)
-        return (await self.session.execute(stmt)).one_or_none()
+        row = await self.connection.fetch_one(SELECT_OWNED, user_id=user_id, post_id=post_id)
+        return None if row is None else StoredPost(*row)
 
-    async def exists_owned(self, *, post_id: int, user_id: int) -> bool:
+    async def exists_owned(self, *, user_id: int, post_id: int) -> bool:
         """SELECT whether the user has this post (tells a 412 from a 404 after a failed write)."""
-        stmt = select(Post.id).where(Post.id == post_id, Post.user_id == user_id)
-        return (await self.session.scalar(stmt)) is not None
+        row = await self.connection.fetch_one(SELECT_ID_OWNED, user_id=user_id, post_id=post_id)
+        return row is not None
 
     async def update_owned(
         self,
         *,
-        post_id: int,
         user_id: int,
+        post_id: int,
         text: str,
         updated_in: list[dt.datetime] | None = None,
-    ) -> PostRow | UpdatedPost | None:
+    ) -> StoredPost | None:
         """UPDATE the text of the user's post; return it as this update left it, or ``None``.
 
         ``updated_in``: when given, the post is only changed if its ``updated_at`` is one of
@@ -124,29 +113,97 @@ class PostRepository:
         the time are this update's own, where re-reading them could return those of a
         concurrent update that landed in between.
         """
-        owned = (Post.id == post_id, Post.user_id == user_id)
         now = utcnow()
-        stmt = update(Post).where(*owned, *_unchanged(updated_in)).values(text=text, updated_at=now)
-        if self.session.get_bind().dialect.update_returning:
-            return (await self.session.execute(stmt.returning(*COLUMNS))).one_or_none()
-        if (await execute_dml(self.session, stmt)).rowcount == 0:
+        values = _values(user_id=user_id, post_id=post_id, updated_in=updated_in)
+        tags = None if updated_in is None else len(updated_in)
+        if self.connection.dialect.update_returning:
+            statement = _update(tags=tags, returning=True)
+            row = await self.connection.fetch_one(statement, text=text, now=now, **values)
+            return None if row is None else StoredPost(*row)
+        statement = _update(tags=tags, returning=False)
+        if (await self.connection.execute(statement, text=text, now=now, **values)).rowcount == 0:
             return None
-        created_at = await self.session.scalar(select(Post.created_at).where(*owned))
-        return None if created_at is None else UpdatedPost(post_id, text, created_at, now)
+        created = await self.connection.fetch_one(
+            SELECT_CREATED_AT, user_id=user_id, post_id=post_id
+        )
+        return None if created is None else StoredPost(post_id, text, created[0], now)
 
     async def delete_owned(
-        self, *, post_id: int, user_id: int, updated_in: list[dt.datetime] | None = None
+        self, *, user_id: int, post_id: int, updated_in: list[dt.datetime] | None = None
     ) -> bool:
         """DELETE the user's post; ``False`` if there was none to delete.
 
         ``updated_in`` as in ``update_owned``: ``False`` too when the post has changed since.
         """
-        stmt = delete(Post).where(
-            Post.id == post_id, Post.user_id == user_id, *_unchanged(updated_in)
-        )
-        return (await execute_dml(self.session, stmt)).rowcount > 0
+        statement = _delete(tags=None if updated_in is None else len(updated_in))
+        values = _values(user_id=user_id, post_id=post_id, updated_in=updated_in)
+        return (await self.connection.execute(statement, **values)).rowcount > 0
 
 
-def _unchanged(updated_in: list[dt.datetime] | None) -> tuple[ColumnElement[bool], ...]:
-    """The ``If-Match`` condition of a write: no condition, or ``updated_at IN (...)``."""
-    return () if updated_in is None else (Post.updated_at.in_(updated_in),)
+async def stream_for_user(
+    session: AsyncSession, *, user_id: int, after: int, batch: int
+) -> AsyncGenerator[Sequence[PostRow], None]:
+    """The user's posts with ids above ``after``, in id order, ``batch`` rows at a time.
+
+    One SELECT through a server-side cursor: rows are fetched as they are consumed, so
+    memory holds one batch, not the list (asyncmy: an unbuffered cursor; aiosqlite: batched
+    fetches; asyncpg: a portal read 50 rows per Execute, SQLAlchemy's adapter's fixed size).
+    A PostgreSQL portal lives only as long as its transaction, and an autocommit statement's
+    implicit one ends at its first Sync: on that database the SELECT is wrapped in
+    ``BEGIN``/``COMMIT``, the only way asyncpg keeps a cursor. Stopping early leaves the
+    cursor (and there the transaction) open: the caller must then invalidate the session's
+    connection (see ``PostService``), cheaper than reading the rest of the rows to close it.
+    """
+    stmt = (
+        select(*COLUMNS)
+        .where(Post.user_id == user_id, Post.id > after)
+        .order_by(Post.id)
+        .execution_options(yield_per=batch)
+    )
+    in_transaction = session.get_bind().dialect.name == "postgresql"
+    if in_transaction:
+        await session.execute(sql_text("BEGIN"))
+    result = await session.stream(stmt)
+    async for rows in result.partitions():
+        yield rows
+    if in_transaction:  # read only: COMMIT merely ends it
+        await session.execute(sql_text("COMMIT"))
+
+
+@functools.lru_cache(maxsize=32)
+def _update(*, tags: int | None, returning: bool) -> Update:
+    """The UPDATE of a post's text, conditional on ``tags`` timestamps (``None``: on none)."""
+    statement = (
+        sql_update(Post)
+        .where(*OWNED, *_unchanged(tags))
+        .values(text=bindparam("text"), updated_at=bindparam("now"))
+    )
+    return statement.returning(*COLUMNS) if returning else statement
+
+
+@functools.lru_cache(maxsize=32)
+def _delete(*, tags: int | None) -> Delete:
+    """The DELETE of a post, conditional on ``tags`` timestamps (``None``: on none)."""
+    return delete(Post).where(*OWNED, *_unchanged(tags))
+
+
+def _unchanged(tags: int | None) -> tuple[ColumnElement[bool], ...]:
+    """The ``If-Match`` condition of a write: none, or ``updated_at IN`` that many values.
+
+    Each value is its own parameter (``updated_0``, ...), so one statement per count of tags
+    is compiled, not one per request; no tag naming this post matches nothing.
+    """
+    if tags is None:
+        return ()
+    if tags == 0:
+        return (false(),)
+    stamps = [bindparam(f"updated_{i}", type_=Post.updated_at.type) for i in range(tags)]
+    return (Post.updated_at.in_(stamps),)
+
+
+def _values(
+    *, user_id: int, post_id: int, updated_in: list[dt.datetime] | None
+) -> dict[str, object]:
+    """The parameters of an owned, maybe conditional write (see ``_unchanged``)."""
+    stamps = {f"updated_{i}": stamp for i, stamp in enumerate(updated_in or ())}
+    return {"user_id": user_id, "post_id": post_id, **stamps}

@@ -18,11 +18,18 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from posts_api.core.cache import Cache
+from posts_api.core.driver import DriverPool
 from posts_api.core.errors import NotFound, PreconditionFailed, UserGone
 from posts_api.ops import metrics
 from posts_api.posts.conditions import TagList, updated_at_named
 from posts_api.posts.listing import CachedList, ListQuery, Page, serialize
-from posts_api.posts.repository import PostRepository, PostRow, UnknownOwner
+from posts_api.posts.repository import (
+    PostRepository,
+    PostRow,
+    StoredPost,
+    UnknownOwner,
+    stream_for_user,
+)
 from posts_api.posts.schemas import PostIn, PostOut
 
 # Rows fetched per round of a streamed list: posts may be 1 MiB each, so a batch stays small.
@@ -60,26 +67,29 @@ class PostChanged(PreconditionFailed):
 class PostService:
     """The posts use cases, for one process: built once by ``create_app``, injected per request.
 
-    Each method opens its own session only when it needs the database, so a cache hit never
-    touches the connection pool; the session (and its connection) is released before the
-    method returns.
+    Each method takes a connection only when it needs the database, so a cache hit never
+    touches the connection pool; the connection is released before the method returns. One-row
+    statements run on the driver's connection (``core.driver``); a streamed list, whose cursor
+    outlives the method, through a session.
     """
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        database: DriverPool,
         cache: Cache,
         *,
         list_ttl: int,
         max_entry_bytes: int,
         page_max: int,
     ) -> None:
-        """Use ``sessions`` for the database, ``cache`` for lists kept ``list_ttl`` seconds.
+        """Use ``database`` (``sessions`` for streamed lists), ``cache`` for lists (``list_ttl`` s).
 
         Lists whose JSON exceeds ``max_entry_bytes`` are streamed, never cached; a page holds
         at most ``page_max`` posts.
         """
         self.sessions = sessions
+        self.database = database
         self.cache = cache
         self.list_ttl = list_ttl
         self.max_entry_bytes = max_entry_bytes
@@ -123,8 +133,8 @@ class PostService:
 
     async def _read_page(self, *, user_id: int, after: int, limit: int) -> Page:
         """One SELECT of ``limit`` + 1 rows: the extra one says whether a next page exists."""
-        async with self.sessions() as session:
-            rows = await PostRepository(session).page_for_user(
+        async with self.database.connect() as connection:
+            rows = await PostRepository(connection).page_for_user(
                 user_id=user_id, after=after, limit=limit + 1
             )
         following = rows[limit - 1].post_id if len(rows) > limit else None
@@ -141,9 +151,7 @@ class PostService:
         the cursor are handed to the stream, which sends what was kept and then the rest.
         """
         session = self.sessions()
-        batches = PostRepository(session).stream_for_user(
-            user_id=user_id, after=after, batch=STREAM_BATCH
-        )
+        batches = stream_for_user(session, user_id=user_id, after=after, batch=STREAM_BATCH)
         ids: list[int] = []
         items: list[bytes] = []
         size = 2
@@ -165,11 +173,11 @@ class PostService:
 
     async def get_post(self, *, user_id: int, post_id: int) -> PostOut:
         """Return one of the user's posts (one SELECT). Raises ``PostNotFound``."""
-        async with self.sessions() as session:
-            row = await PostRepository(session).get_owned(post_id=post_id, user_id=user_id)
+        async with self.database.connect() as connection:
+            row = await PostRepository(connection).get_owned(user_id=user_id, post_id=post_id)
         if row is None:
             raise PostNotFound()
-        return PostOut.model_validate(row)
+        return _out(row)
 
     async def create_post(self, *, user_id: int, post: PostIn) -> int:
         """Store a new post and return its id (one INSERT). Raises ``UserGone``.
@@ -178,8 +186,8 @@ class PostService:
         posts went with them) must not keep seeing a list cached while they existed.
         """
         try:
-            async with self.sessions() as session:
-                post_id = await PostRepository(session).add(user_id=user_id, text=post.text)
+            async with self.database.connect() as connection:
+                post_id = await PostRepository(connection).add(user_id=user_id, text=post.text)
         except UnknownOwner:
             await self._invalidate(user_id)
             raise UserGone() from None
@@ -195,16 +203,16 @@ class PostService:
         tells which error it is. Raises ``PostNotFound``, ``PostChanged``.
         """
         updated_in = _condition(post_id=post_id, if_match=if_match)
-        async with self.sessions() as session:
-            repo = PostRepository(session)
+        async with self.database.connect() as connection:
+            repo = PostRepository(connection)
             row = await repo.update_owned(
-                post_id=post_id, user_id=user_id, text=post.text, updated_in=updated_in
+                user_id=user_id, post_id=post_id, text=post.text, updated_in=updated_in
             )
             if row is None:
-                await _refuse(repo, post_id=post_id, user_id=user_id, conditional=updated_in)
+                await _refuse(repo, user_id=user_id, post_id=post_id, conditional=updated_in)
         assert row is not None
         await self._invalidate(user_id)
-        return PostOut.model_validate(row)
+        return _out(row)
 
     async def delete_post(
         self, *, user_id: int, post_id: int, if_match: TagList | None = None
@@ -214,13 +222,13 @@ class PostService:
         ``if_match`` as in ``update_post``. Raises ``PostNotFound``, ``PostChanged``.
         """
         updated_in = _condition(post_id=post_id, if_match=if_match)
-        async with self.sessions() as session:
-            repo = PostRepository(session)
+        async with self.database.connect() as connection:
+            repo = PostRepository(connection)
             deleted = await repo.delete_owned(
-                post_id=post_id, user_id=user_id, updated_in=updated_in
+                user_id=user_id, post_id=post_id, updated_in=updated_in
             )
             if not deleted:
-                await _refuse(repo, post_id=post_id, user_id=user_id, conditional=updated_in)
+                await _refuse(repo, user_id=user_id, post_id=post_id, conditional=updated_in)
         await self._invalidate(user_id)
 
     async def forget_user(self, user_id: int) -> None:
@@ -253,11 +261,18 @@ def _condition(*, post_id: int, if_match: TagList | None) -> list[dt.datetime] |
     return updated_at_named(post_id=post_id, tags=if_match.strong_tags())
 
 
+def _out(row: StoredPost) -> PostOut:
+    """The post as the API returns it, built without validation: the database's own values."""
+    return PostOut.model_construct(
+        post_id=row.post_id, text=row.text, created_at=row.created_at, updated_at=row.updated_at
+    )
+
+
 async def _refuse(
-    repo: PostRepository, *, post_id: int, user_id: int, conditional: list[dt.datetime] | None
+    repo: PostRepository, *, user_id: int, post_id: int, conditional: list[dt.datetime] | None
 ) -> None:
     """Raise the error of a write that matched no row: 404, or 412 if only the tag was wrong."""
-    if conditional is not None and await repo.exists_owned(post_id=post_id, user_id=user_id):
+    if conditional is not None and await repo.exists_owned(user_id=user_id, post_id=post_id):
         raise PostChanged()
     raise PostNotFound()
 
