@@ -34,9 +34,11 @@ import anyio
 from cachetools import LRUCache
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.selectable import ReturnsRows
 from sqlalchemy.types import TypeEngine
+from sqlalchemy.util import greenlet_spawn
 
 Processor = Callable[[Any], Any] | None
 
@@ -257,26 +259,44 @@ class DriverPool:
             found = self._compiled[statement] = compile_for(statement, self.engine.dialect)
         return found
 
+    def translated(
+        self, error: BaseException, *, statement: str | None, lost: bool
+    ) -> sa_exc.DBAPIError:
+        """The ``DBAPIError`` SQLAlchemy raises for ``error``, a driver's exception.
+
+        ``lost``: the connection was lost (or never made) and is not to be reused.
+        """
+        kind = self.driver.classify(error)
+        return kind(statement, None, error, hide_parameters=True, connection_invalidated=lost)
+
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[DriverConnection]:
         """A pooled connection for a few statements, returned to the pool on exit.
 
-        Checkout and return go through the engine (one greenlet switch each); the statements
-        in between go straight to the driver.
+        Checkout and return are the pool's own (one greenlet switch each, no ``Connection``
+        object around them); the statements in between go straight to the driver. Returning
+        sends nothing: the engine is in autocommit mode and skips the reset's ROLLBACK.
         """
-        async with self.engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            yield DriverConnection(self, connection, raw.driver_connection)
+        try:
+            pooled = await self.engine.raw_connection()
+        except self.driver.errors as error:  # could not connect
+            raise self.translated(error, statement=None, lost=True) from error
+        try:
+            yield DriverConnection(self, pooled)
+        finally:
+            # Shielded: a cancelled request must still give its connection back.
+            with anyio.CancelScope(shield=True):
+                await greenlet_spawn(pooled.close)
 
 
 class DriverConnection:
     """One checked-out connection: runs compiled statements on the driver's connection."""
 
-    def __init__(self, pool: DriverPool, connection: AsyncConnection, driver_connection: Any):
-        """Wrap ``driver_connection``, the driver's object behind ``connection``."""
+    def __init__(self, pool: DriverPool, pooled: PoolProxiedConnection) -> None:
+        """Run statements on the driver's connection behind ``pooled`` (checked out of ``pool``)."""
         self.pool = pool
-        self.connection = connection
-        self.driver_connection = driver_connection
+        self.pooled = pooled
+        self.driver_connection = pooled.driver_connection
 
     @property
     def dialect(self) -> Dialect:
@@ -319,18 +339,18 @@ class DriverConnection:
         try:
             return await call(self.driver_connection, compiled.sql, parameters)
         except driver.errors as error:
-            kind = driver.classify(error)
-            lost = kind is sa_exc.OperationalError
+            lost = driver.classify(error) is sa_exc.OperationalError
             if lost:
-                await self._invalidate()
-            raise kind(
-                compiled.sql, None, error, hide_parameters=True, connection_invalidated=lost
-            ) from error
-        except BaseException:
-            await self._invalidate()
+                await self._invalidate(error)
+            raise self.pool.translated(error, statement=compiled.sql, lost=lost) from error
+        except BaseException as error:
+            await self._invalidate(error)
             raise
 
-    async def _invalidate(self) -> None:
-        """Close this connection for good (shielded: a cancelled request must still do it)."""
+    async def _invalidate(self, error: BaseException) -> None:
+        """Close this connection for good (shielded: a cancelled request must still do it).
+
+        The pool then forgets it; its return at the end of ``connect`` is a no-op.
+        """
         with anyio.CancelScope(shield=True):
-            await self.connection.invalidate()
+            await greenlet_spawn(self.pooled.invalidate, error)
