@@ -25,13 +25,13 @@ invalidated, so the next request connects afresh.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
-from cachetools import LRUCache
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -246,18 +246,16 @@ class DriverPool:
         """Use ``engine``'s pool and dialect."""
         self.engine = engine
         self.driver = _driver_for(engine.dialect)
-        self._compiled: LRUCache[ReturnsRows, Compiled] = LRUCache(maxsize=COMPILED_CACHE_SIZE)
+        self.compiled = functools.lru_cache(maxsize=COMPILED_CACHE_SIZE)(self._compile)
+        """``statement`` compiled for this engine's dialect, once (the result is kept)."""
 
-    def compiled(self, statement: ReturnsRows) -> Compiled:
-        """``statement`` compiled for this engine's dialect (once: the result is kept).
+    def _compile(self, statement: ReturnsRows) -> Compiled:
+        """Compile ``statement`` for the engine's dialect.
 
-        Compiled on first use, after the pool's first connection has told the dialect the
+        Called on first use, after the pool's first connection has told the dialect the
         server's version (MariaDB and SQLite enable RETURNING by version).
         """
-        found = self._compiled.get(statement)
-        if found is None:
-            found = self._compiled[statement] = compile_for(statement, self.engine.dialect)
-        return found
+        return compile_for(statement, self.engine.dialect)
 
     def translated(
         self, error: BaseException, *, statement: str | None, lost: bool
