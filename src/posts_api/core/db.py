@@ -15,7 +15,9 @@ connects afresh.
 
 On PostgreSQL (asyncpg) each statement is prepared once per connection and kept in SQLAlchemy's
 per-connection cache, so a request's statement costs one round trip (Bind, Execute, Sync); the
-server version, schema and type codecs are read once, when a connection opens.
+server version, schema and type codecs are read once, when a connection opens. The posts routes'
+one-row statements skip the session and run on the driver's connection (``core.driver``), where
+asyncpg's own per-connection statement cache keeps them prepared.
 """
 
 from __future__ import annotations

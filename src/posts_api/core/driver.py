@@ -40,6 +40,8 @@ from sqlalchemy.sql.selectable import ReturnsRows
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.util import greenlet_spawn
 
+from posts_api.core.errors import says_unavailable
+
 Processor = Callable[[Any], Any] | None
 
 # Statements kept compiled per process: the fixed ones, plus the conditional writes' variants
@@ -210,7 +212,7 @@ class PostgreSQLDriver:
         asyncpg = self.asyncpg
         if isinstance(
             error, asyncpg.InterfaceError | asyncpg.PostgresConnectionError | OSError
-        ) or str(getattr(error, "sqlstate", "")).startswith(("08", "53", "57P")):
+        ) or says_unavailable(error):
             return sa_exc.OperationalError
         if isinstance(error, asyncpg.IntegrityConstraintViolationError):
             return sa_exc.IntegrityError
