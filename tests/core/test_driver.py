@@ -16,7 +16,7 @@ from posts_api.posts.repository import INSERT, SELECT_OWNED
 DIALECTS = {
     "sqlite": SQLiteDialect_aiosqlite(),
     "mysql": MySQLDialect_asyncmy(),
-    "postgres": PGDialect_asyncpg(),
+    "postgres": PGDialect_asyncpg(),  # type: ignore[no-untyped-call]
 }
 AWARE = dt.datetime(2026, 1, 2, 4, 4, 5, 123456, tzinfo=dt.timezone(dt.timedelta(hours=1)))
 NAIVE_UTC = dt.datetime(2026, 1, 2, 3, 4, 5, 123456)
