@@ -8,6 +8,7 @@ the engine is created at once (it connects lazily) and closed, with the cache, b
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 from collections.abc import AsyncIterator
@@ -58,11 +59,17 @@ def create_app(settings: Settings | None = None, *, watch_sigterm: bool = False)
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         unwatch = lifecycle.watch_sigterm() if watch_sigterm else None
+        flushing = (
+            asyncio.create_task(metrics.flush_periodically()) if settings.metrics_enabled else None
+        )
         try:
             yield
         finally:
             if unwatch is not None:
                 unwatch()
+            if flushing is not None:
+                flushing.cancel()  # it flushes once more as it stops
+                await asyncio.wait([flushing])
             await cache.close()
             await engine.dispose()
             if settings.metrics_enabled:
