@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, FastAPI, Header, Query, Response, status
+from fastapi import APIRouter, FastAPI, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from posts_api.core.deps import CurrentUserId
+from posts_api.core.deps import BEARER_SECURITY, CurrentUserId
 from posts_api.core.errors import documented
 from posts_api.posts.conditions import parse_tags, post_tag
-from posts_api.posts.deps import LIST_PARAMETERS, ListRequest, Posts
+from posts_api.posts.deps import LIST_PARAMETERS, Posts, list_request
 from posts_api.posts.listing import Page
 from posts_api.posts.schemas import PostCreatedOut, PostId, PostIn, PostOut
 
@@ -72,13 +72,14 @@ def _tagged(etag: str, body: bytes | None, extra: dict[str, str] | None = None) 
     "",
     response_model=list[PostOut],
     responses=NOT_MODIFIED | documented(401, 422, 503),
-    openapi_extra={"parameters": LIST_PARAMETERS},
+    openapi_extra={"parameters": LIST_PARAMETERS, "security": BEARER_SECURITY},
 )
-async def list_posts(call: ListRequest) -> Response:
+async def list_posts(request: Request) -> Response:
     """List the caller's posts in ascending ``post_id``: all of them, or a page (cached per user).
 
     A ``Link: <...>; rel="next"`` header names the next page when posts remain after this one.
     """
+    call = await list_request(request)
     answer = await call.posts.list_posts(
         user_id=call.user_id,
         query=call.query,
