@@ -57,10 +57,13 @@ async def list_request(request: Request) -> ListCall:
     """
     caller = await request_caller(request, prefetch=_list_entry)
     posts: PostService = request.app.state.posts
+    query = ListQuery()
+    if request.scope["query_string"]:  # parsed only when there is one
+        query = list_query(request.query_params, page_max=posts.page_max)
     return ListCall(
         posts=posts,
         user_id=caller.user_id,
-        query=list_query(request.query_params, page_max=posts.page_max),
+        query=query,
         if_none_match=parse_tags(request.headers.get("if-none-match")),
         cached=caller.prefetched[0],
     )

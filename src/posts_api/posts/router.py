@@ -24,6 +24,7 @@ from posts_api.posts.schemas import PostCreatedOut, PostId, PostIn, PostOut
 router = APIRouter(prefix="/posts", tags=["posts"])
 
 PRIVATE = {"Cache-Control": "private, no-cache", "Vary": "Authorization"}
+_PRIVATE_RAW = [(name.lower().encode(), value.encode()) for name, value in PRIVATE.items()]
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "``If-None-Match`` names the current representation: no body"}
 }
@@ -60,12 +61,19 @@ class ClosingStream(StreamingResponse):
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
-def _tagged(etag: str, body: bytes | None, extra: dict[str, str] | None = None) -> Response:
-    """A 200 with ``body`` and its tag, or a 304 with the same headers when ``body`` is None."""
-    headers = {"ETag": etag} | PRIVATE | (extra or {})
+def _tagged(etag: str, body: bytes | None, link: str | None = None) -> Response:
+    """A 200 with ``body`` and its tag, or a 304 with the same headers when ``body`` is None.
+
+    The headers are added already encoded (``raw_headers``), the constant ones once for all.
+    """
     if body is None:
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+        response = Response(status_code=status.HTTP_304_NOT_MODIFIED)
+    else:
+        response = Response(body, media_type="application/json")
+    response.raw_headers += [(b"etag", etag.encode()), *_PRIVATE_RAW]
+    if link is not None:
+        response.raw_headers.append((b"link", link.encode()))
+    return response
 
 
 @router.get(
@@ -90,8 +98,7 @@ async def list_posts(request: Request) -> Response:
         return ClosingStream(answer.chunks, media_type="application/json", headers=PRIVATE)
     link = None
     if answer.next_after is not None:
-        next_page = f"/posts?limit={call.query.limit}&after={answer.next_after}"
-        link = {"Link": f'<{next_page}>; rel="next"'}
+        link = f'</posts?limit={call.query.limit}&after={answer.next_after}>; rel="next"'
     return _tagged(answer.etag, answer.body, link)
 
 
