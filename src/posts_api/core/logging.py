@@ -120,7 +120,7 @@ class AccessLog:
         handler.acquire()  # as ``Handler.handle`` does around ``emit``
         try:
             handler.stream.write(line)
-            handler.flush()
+            handler.stream.flush()
         finally:
             handler.release()
 
