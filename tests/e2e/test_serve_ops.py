@@ -14,6 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from posts_api.ops.metrics import FLUSH_SECONDS
 from tests.support import (
     PASSWORD,
     REDIS_DB_SERVERS,
@@ -154,6 +155,9 @@ def test_metrics_add_up_across_two_workers(tmp_path: Path) -> None:
             auth = {"Authorization": f"Bearer {token}"}
             for _ in range(requests):
                 assert http.get("/posts/post/999999", headers=auth).status_code == 404
+            # Each worker writes its observations at least every FLUSH_SECONDS: after that
+            # wait, every scrape, whichever worker answers it, counts all of them.
+            time.sleep(FLUSH_SECONDS + 0.5)
             scrapes = [http.get("/metrics").text for _ in range(6)]
         (metrics_dir,) = tmp_path.glob("posts-api-metrics-*")
         writers = {p.stem.rsplit("_", 1)[1] for p in metrics_dir.glob("counter_*.db")}

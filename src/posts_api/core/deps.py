@@ -51,16 +51,27 @@ class BearerCaller(HTTPBearer):
 
     async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
         """Verify the token and its session; return the caller (and the prefetched entries)."""
-        state = request.app.state
-        try:
-            return await authenticate(
-                request.headers.get("authorization"),
-                tokens=state.tokens,
-                guard=state.session_guard,
-                prefetch=self.prefetch,
-            )
-        except InvalidToken:
-            raise Unauthorized() from None
+        return await request_caller(request, prefetch=self.prefetch)
+
+
+async def request_caller(
+    request: Request, *, prefetch: Callable[[int], Sequence[str]] | None = None
+) -> Caller:
+    """The caller of ``request``, as ``BearerCaller`` checks it; ``Unauthorized`` (401) if none.
+
+    For a route that authenticates in its handler rather than through a dependency (GET /posts:
+    see ``posts.deps.list_request``); such a route declares ``BEARER_SECURITY`` in OpenAPI.
+    """
+    state = request.app.state
+    try:
+        return await authenticate(
+            request.headers.get("authorization"),
+            tokens=state.tokens,
+            guard=state.session_guard,
+            prefetch=prefetch,
+        )
+    except InvalidToken:
+        raise Unauthorized() from None
 
 
 class BearerUser(BearerCaller):
@@ -74,6 +85,9 @@ class BearerUser(BearerCaller):
 DESCRIPTION = "The access_token from /auth/signup, /auth/login or /auth/refresh."
 bearer_caller = BearerCaller(description=DESCRIPTION)
 bearer_user = BearerUser(description=DESCRIPTION)
+
+BEARER_SECURITY: list[dict[str, list[str]]] = [{bearer_user.scheme_name: []}]
+"""The OpenAPI security requirement the bearer dependencies declare, for ``request_caller``."""
 
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
 CacheDep = Annotated[Cache, Depends(get_cache)]

@@ -7,22 +7,18 @@ It lives in ``ops`` with the other operational parts; the log *format* (JSON lin
 from __future__ import annotations
 
 import itertools
-import logging
 import re
 import secrets
 import time
 from typing import Any
 
-from prometheus_client.metrics import Counter as _Counter
-from prometheus_client.metrics import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from posts_api.core.logging import AccessLog
 from posts_api.ops import metrics
 
-access_log = logging.getLogger("posts_api.access")
-
-# Headers every response gets.
-SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff")]
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+"""A header every response gets."""
 
 REQUEST_ID_HEADER = b"x-request-id"
 _valid_request_id = re.compile(rb"[A-Za-z0-9._-]{1,128}").fullmatch
@@ -42,38 +38,14 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}-{_next_number():x}"
 
 
-def _request_id(scope: Scope) -> bytes:
+def _request_id(scope: Scope) -> str:
     """The client's ``X-Request-ID`` when valid, else a new one."""
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER:
             if _valid_request_id(value):
-                return bytes(value)
+                return bytes(value).decode("ascii")
             break
-    return new_request_id().encode()
-
-
-class RequestMetrics:
-    """The HTTP series' label children, bound once per (method, route, status).
-
-    After the first request of a kind, recording is a dict look-up, an ``inc`` and an
-    ``observe``: no label formatting, no look-up in prometheus-client's own label table.
-    """
-
-    def __init__(self) -> None:
-        """Start with no children bound."""
-        self._children: dict[tuple[str, str, int], tuple[_Counter, Histogram]] = {}
-
-    def record(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one answered request and observe its duration."""
-        key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                metrics.HTTP_REQUESTS.labels(method, route, str(status)),
-                metrics.HTTP_DURATION.labels(method, route),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+    return new_request_id()
 
 
 class RequestObserver:
@@ -83,13 +55,15 @@ class RequestObserver:
     ``A-Za-z0-9._-``, else a new one) and ``X-Content-Type-Options: nosniff``. The log line says
     method, path, status, duration, client address and request id: no headers (they carry
     tokens), no query strings, no bodies (they carry passwords). With ``record_metrics`` the
-    request is counted in ``http_requests_total`` and ``http_request_duration_seconds``.
+    request is counted in ``http_requests_total`` and ``http_request_duration_seconds``
+    (batched: see ``ops.metrics``).
     """
 
     def __init__(self, app: ASGIApp, *, record_metrics: bool) -> None:
         """Wrap ``app``; record metrics only when ``record_metrics``."""
         self.app = app
-        self.metrics = RequestMetrics() if record_metrics else None
+        self.metrics = metrics.pending if record_metrics else None
+        self.access_log = AccessLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Tag, time and forward the request; log (and count) its outcome."""
@@ -98,22 +72,22 @@ class RequestObserver:
             return
         started = time.perf_counter()
         request_id = _request_id(scope)
-        response_headers = [(REQUEST_ID_HEADER, request_id), *SECURITY_HEADERS]
+        added = ((REQUEST_ID_HEADER, request_id.encode("ascii")), NOSNIFF)
         status = 500
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), *response_headers]
+                message["headers"] = [*message.get("headers", ()), *added]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
             seconds = time.perf_counter() - started
+            method = scope["method"]
             if self.metrics is not None:
-                method = scope["method"]
                 route: Any = scope.get("route")
                 self.metrics.record(
                     method if method in KNOWN_METHODS else OTHER_METHOD,
@@ -121,16 +95,13 @@ class RequestObserver:
                     status,
                     seconds,
                 )
-            if access_log.isEnabledFor(logging.INFO):
-                client = scope.get("client")
-                access_log.info(
-                    "request",
-                    extra={
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round(seconds * 1000, 3),
-                        "client": client[0] if client else None,
-                        "request_id": request_id.decode(),
-                    },
-                )
+            client = scope.get("client")
+            self.access_log.write(
+                created=time.time(),
+                method=method,
+                path=scope["path"],
+                status=status,
+                duration_ms=round(seconds * 1000, 3),
+                client=client[0] if client else None,
+                request_id=request_id,
+            )

@@ -10,20 +10,21 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, FastAPI, Header, Query, Response, status
+from fastapi import APIRouter, FastAPI, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from posts_api.core.deps import CurrentUserId
+from posts_api.core.deps import BEARER_SECURITY, CurrentUserId
 from posts_api.core.errors import documented
 from posts_api.posts.conditions import parse_tags, post_tag
-from posts_api.posts.deps import LIST_PARAMETERS, ListRequest, Posts
+from posts_api.posts.deps import LIST_PARAMETERS, Posts, list_request
 from posts_api.posts.listing import Page
 from posts_api.posts.schemas import PostCreatedOut, PostId, PostIn, PostOut
 
 router = APIRouter(prefix="/posts", tags=["posts"])
 
 PRIVATE = {"Cache-Control": "private, no-cache", "Vary": "Authorization"}
+_PRIVATE_RAW = [(name.lower().encode(), value.encode()) for name, value in PRIVATE.items()]
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "``If-None-Match`` names the current representation: no body"}
 }
@@ -60,25 +61,33 @@ class ClosingStream(StreamingResponse):
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
-def _tagged(etag: str, body: bytes | None, extra: dict[str, str] | None = None) -> Response:
-    """A 200 with ``body`` and its tag, or a 304 with the same headers when ``body`` is None."""
-    headers = {"ETag": etag} | PRIVATE | (extra or {})
+def _tagged(etag: str, body: bytes | None, link: str | None = None) -> Response:
+    """A 200 with ``body`` and its tag, or a 304 with the same headers when ``body`` is None.
+
+    The headers are added already encoded (``raw_headers``), the constant ones once for all.
+    """
     if body is None:
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+        response = Response(status_code=status.HTTP_304_NOT_MODIFIED)
+    else:
+        response = Response(body, media_type="application/json")
+    response.raw_headers += [(b"etag", etag.encode()), *_PRIVATE_RAW]
+    if link is not None:
+        response.raw_headers.append((b"link", link.encode()))
+    return response
 
 
 @router.get(
     "",
     response_model=list[PostOut],
     responses=NOT_MODIFIED | documented(401, 422, 503),
-    openapi_extra={"parameters": LIST_PARAMETERS},
+    openapi_extra={"parameters": LIST_PARAMETERS, "security": BEARER_SECURITY},
 )
-async def list_posts(call: ListRequest) -> Response:
+async def list_posts(request: Request) -> Response:
     """List the caller's posts in ascending ``post_id``: all of them, or a page (cached per user).
 
     A ``Link: <...>; rel="next"`` header names the next page when posts remain after this one.
     """
+    call = await list_request(request)
     answer = await call.posts.list_posts(
         user_id=call.user_id,
         query=call.query,
@@ -89,8 +98,7 @@ async def list_posts(call: ListRequest) -> Response:
         return ClosingStream(answer.chunks, media_type="application/json", headers=PRIVATE)
     link = None
     if answer.next_after is not None:
-        next_page = f"/posts?limit={call.query.limit}&after={answer.next_after}"
-        link = {"Link": f'<{next_page}>; rel="next"'}
+        link = f'</posts?limit={call.query.limit}&after={answer.next_after}>; rel="next"'
     return _tagged(answer.etag, answer.body, link)
 
 
