@@ -28,7 +28,6 @@ from bench.databases import MySQLServer
 from bench.databases import free_port as free_port  # re-exported for the tests' helpers
 from fastapi import FastAPI
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posts_api.core.driver import MySQLDriver, PostgreSQLDriver, SQLiteDriver
 
@@ -272,10 +271,16 @@ class StatementLog:
         self.statements.append(statement)
 
     @contextmanager
-    def watching(self, engine: AsyncEngine) -> Iterator[list[str]]:
-        """Record the statements ``engine`` runs inside the block (returned as a live list)."""
+    def watching(self, app: FastAPI) -> Iterator[list[str]]:
+        """Record the statements ``app`` runs inside the block (returned as a live list).
+
+        Through either of its engines: the main one and the one lists are read through (the
+        same engine, except on SQLite).
+        """
         self.statements = []
-        event.listen(engine.sync_engine, "before_cursor_execute", self._record)
+        engines = {app.state.engine.sync_engine, app.state.list_engine.sync_engine}
+        for engine in engines:
+            event.listen(engine, "before_cursor_execute", self._record)
         try:
             with ExitStack() as stack:
                 for driver in (SQLiteDriver, MySQLDriver, PostgreSQLDriver):
@@ -284,7 +289,8 @@ class StatementLog:
                         stack.enter_context(patch.object(driver, name, self._recording(call)))
                 yield self.statements
         finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", self._record)
+            for engine in engines:
+                event.remove(engine, "before_cursor_execute", self._record)
 
     def _recording(self, call: Any) -> Any:
         """``call``, a driver adapter's method, recording the SQL it is given first."""

@@ -26,7 +26,7 @@ from posts_api.auth.sessions import SessionCheck
 from posts_api.auth.throttle import LoginThrottle
 from posts_api.core.cache import create_cache
 from posts_api.core.config import Settings
-from posts_api.core.db import create_engine, create_sessionmaker
+from posts_api.core.db import create_engine, create_list_engine, create_sessionmaker
 from posts_api.core.driver import DriverPool
 from posts_api.core.errors import install_error_handlers
 from posts_api.core.limits import BodySizeLimit
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, *, watch_sigterm: bool = False)
     """
     settings = settings or Settings()
     engine = create_engine(settings)
+    list_engine = create_list_engine(settings, engine)
     cache = create_cache(settings)
     lifecycle = Lifecycle(drain_seconds=settings.shutdown_drain_seconds)
     metrics.set_recording(enabled=settings.metrics_enabled)
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None, *, watch_sigterm: bool = False)
                 await asyncio.wait([flushing])
             await cache.close()
             await engine.dispose()
+            if list_engine is not engine:
+                await list_engine.dispose()
             if settings.metrics_enabled:
                 metrics.mark_process_dead(os.getpid())
 
@@ -97,7 +100,7 @@ def create_app(settings: Settings | None = None, *, watch_sigterm: bool = False)
     )
     session_check = SessionCheck(sessions, cache, ttl=tokens.lifetime_seconds)
     posts = PostService(
-        sessions,
+        create_sessionmaker(list_engine),
         DriverPool(engine),
         cache,
         list_ttl=settings.posts_cache_ttl_seconds,
@@ -107,6 +110,7 @@ def create_app(settings: Settings | None = None, *, watch_sigterm: bool = False)
     # The composition root: each per-process object is built here once, then injected.
     app.state.settings = settings
     app.state.engine = engine
+    app.state.list_engine = list_engine
     app.state.sessions = sessions
     app.state.cache = cache
     app.state.tokens = tokens

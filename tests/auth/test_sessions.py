@@ -69,7 +69,7 @@ async def test_the_session_check_caches_and_forgets(
     app: FastAPI, user: User, statements: StatementLog
 ) -> None:
     check: SessionCheck = app.state.session_guard
-    with statements.watching(app.state.engine) as sent:
+    with statements.watching(app) as sent:
         await check.check(user_id=user.id, session_id=user.sid)
         await check.check(user_id=user.id, session_id=user.sid)
     assert len(sent) <= 1  # one SELECT at most (none if an earlier request cached it)

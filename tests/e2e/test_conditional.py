@@ -37,7 +37,7 @@ async def test_if_none_match_gives_a_bare_304(
         assert resp.content == b""
         assert check_tagged(resp) == etag
     if path == "/posts":  # a 304 from the cached list: no database call
-        with statements.watching(app.state.engine) as sent:
+        with statements.watching(app) as sent:
             resp = await client.get(url, headers=user.auth | {"If-None-Match": etag})
         assert resp.status_code == 304
         assert sent == []

@@ -20,7 +20,7 @@ async def test_a_hit_makes_no_database_call(
 ) -> None:
     await client.post("/posts/post", json={"text": "one"}, headers=user.auth)
     first = await client.get("/posts", headers=user.auth)
-    with statements.watching(app.state.engine) as sent:
+    with statements.watching(app) as sent:
         second = await client.get("/posts", headers=user.auth)
     assert sent == []
     assert second.content == first.content
@@ -48,7 +48,7 @@ async def test_a_write_keeps_other_users_entries(
     ]
     await client.put(f"/posts/post/{post_id}", json={"text": "A2"}, headers=user.auth)
     await client.delete(f"/posts/post/{post_id}", headers=user.auth)
-    with statements.watching(app.state.engine) as sent:
+    with statements.watching(app) as sent:
         assert await list_texts(client, other_user) == ["B's"]
     assert sent == [], "A's writes flushed B's cached list"
 
@@ -62,7 +62,7 @@ async def test_failed_writes_keep_the_entry(
     await list_texts(client, user)
     await client.put(f"/posts/post/{foreign}", json={"text": "x"}, headers=user.auth)  # 404
     await client.delete(f"/posts/post/{foreign}", headers=user.auth)  # 404
-    with statements.watching(app.state.engine) as sent:
+    with statements.watching(app) as sent:
         await list_texts(client, user)
     assert sent == []
 

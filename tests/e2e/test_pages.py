@@ -100,7 +100,7 @@ async def test_a_page_from_the_cache_makes_no_database_call(
     client: httpx.AsyncClient, app: FastAPI, user: User, five: list[int], statements: StatementLog
 ) -> None:
     full = await client.get("/posts", headers=user.auth)
-    with statements.watching(app.state.engine) as sent:
+    with statements.watching(app) as sent:
         page = await client.get(f"/posts?limit=2&after={five[0]}", headers=user.auth)
         rest = await client.get(f"/posts?after={five[2]}", headers=user.auth)
     assert sent == []

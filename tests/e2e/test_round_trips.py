@@ -270,7 +270,7 @@ async def test_statements_per_endpoint(
 
     @asynccontextmanager
     async def observe(_name: str):  # type: ignore[no-untyped-def]
-        with statements.watching(app.state.engine) as sent:
+        with statements.watching(app) as sent:
             yield sent
 
     for name, (wanted, sent) in (await run_all(client, backend, observe)).items():
@@ -357,12 +357,12 @@ async def test_cache_round_trips(
     counting = CountingBackend(cache.backend)
     cache.backend = counting
     try:
-        with statements.watching(app.state.engine) as sent:
+        with statements.watching(app) as sent:
             resp = await client.get("/posts", headers=user.auth)
         assert resp.status_code == 200
         assert (counting.calls, sent) == (["get_many"], [])
         counting.calls.clear()
-        with statements.watching(app.state.engine) as sent:
+        with statements.watching(app) as sent:
             resp = await client.get("/auth/me", headers=user.auth)
         assert resp.status_code == 200
         assert (counting.calls, verbs(sent)) == (["get_many"], ["SELECT"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from posts_api.posts.listing import ListQuery
+from posts_api.posts.service import PostService, Stream
 from tests.e2e.test_posts import create
 from tests.support import MakeApp, StatementLog, User, list_read, sign_up, verbs
 
@@ -22,8 +24,8 @@ async def test_a_list_above_the_cap_is_streamed_whole_without_a_tag(
     make_app: MakeApp, statements: StatementLog, backend: str
 ) -> None:
     client, user, ids = await small_cap(make_app)
-    engine = client.app.state.engine  # type: ignore[attr-defined]
-    with statements.watching(engine) as sent:
+    app = client.app  # type: ignore[attr-defined]
+    with statements.watching(app) as sent:
         resp = await client.get("/posts", headers=user.auth)
     assert resp.status_code == 200
     assert verbs(sent) == list_read(backend)
@@ -39,11 +41,11 @@ async def test_a_list_above_the_cap_is_streamed_whole_without_a_tag(
         page = await client.get(f"/posts?limit=3&after={after}", headers=user.auth)
         paged += page.json()
     assert paged == posts  # byte-equivalent items, whichever path served them
-    with statements.watching(engine) as sent:
+    with statements.watching(app) as sent:
         again = await client.get("/posts", headers=user.auth)
     assert verbs(sent) == list_read(backend), "a list above the cap must not be cached"
     assert again.content == resp.content
-    assert engine.pool.checkedout() == 0  # the stream gave its connection back
+    assert app.state.list_engine.pool.checkedout() == 0  # the stream gave its connection back
 
 
 async def test_after_alone_streams_the_rest(make_app: MakeApp) -> None:
@@ -61,9 +63,28 @@ async def test_a_list_at_the_cap_is_cached(make_app: MakeApp, statements: Statem
     smaller = await client.get("/posts", headers=user.auth)
     assert len(smaller.content) <= CAP
     assert "etag" in smaller.headers
-    engine = client.app.state.engine  # type: ignore[attr-defined]
-    with statements.watching(engine) as sent:
+    with statements.watching(client.app) as sent:  # type: ignore[attr-defined]
         hit = await client.get("/posts", headers=user.auth)
     assert sent == []
     assert hit.content == smaller.content
     assert smaller.json() == full.json()[6:]
+
+
+async def test_a_stream_held_open_does_not_stall_the_other_requests(
+    make_app: MakeApp,
+) -> None:
+    """A slow client reading a streamed list keeps its connection, never everyone else's."""
+    client = await make_app(posts_cache_max_entry_bytes=CAP, db_timeout_seconds=1)
+    user = await sign_up(client)
+    ids = [await create(client, user, "x" * 100) for _ in range(10)]
+    posts: PostService = client.app.state.posts
+    stream = await posts.list_posts(user_id=user.id, query=ListQuery())
+    assert isinstance(stream, Stream)
+    first = await anext(aiter(stream.chunks))  # the cursor is open, and stays so
+    try:
+        assert first.startswith(b"[")
+        resp = await client.get(f"/posts/post/{ids[0]}", headers=user.auth)
+        assert resp.status_code == 200
+        assert (await client.post("/posts/post", json={"text": "y"}, headers=user.auth)).is_success
+    finally:
+        await stream.chunks.aclose()  # type: ignore[attr-defined]

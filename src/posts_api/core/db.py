@@ -129,15 +129,22 @@ PREPARED_STATEMENT_CACHE_SIZE = 256
 
 # SQLite connections each process keeps (see ``create_engine``).
 SQLITE_POOL_SIZE = 1
+# SQLite connections a process may have open at once for lists read through a cursor (see
+# ``create_list_engine``): one kept, the others opened when needed and closed when returned.
+SQLITE_LIST_READERS = 4
 
 
-def create_engine(settings: Settings, *, autocommit: bool = True) -> AsyncEngine:
+def create_engine(
+    settings: Settings, *, autocommit: bool = True, sqlite_connections: int = SQLITE_POOL_SIZE
+) -> AsyncEngine:
     """Build the async engine for ``settings.database_url``.
 
     SQLite: the file's directory is created, and every connection gets WAL journaling,
     foreign keys and a busy timeout. MySQL/MariaDB: utf8mb4, a bounded connect and pool wait time.
     PostgreSQL: the same pool bounds, asyncpg's connect timeout, and prepared statements kept
     per connection. ``autocommit=False`` gives a transactional engine (migrations use it).
+    ``sqlite_connections``: how many connections a SQLite engine may have open at once (one is
+    kept in the pool).
     """
     url = settings.database
     timeout = settings.db_timeout_seconds
@@ -154,7 +161,7 @@ def create_engine(settings: Settings, *, autocommit: bool = True) -> AsyncEngine
         # most DB_TIMEOUT_SECONDS, then answers 503.
         options |= {
             "pool_size": SQLITE_POOL_SIZE,
-            "max_overflow": 0,
+            "max_overflow": sqlite_connections - SQLITE_POOL_SIZE,
             "pool_timeout": timeout,
             "connect_args": {"timeout": timeout},
         }
@@ -180,6 +187,20 @@ def create_engine(settings: Settings, *, autocommit: bool = True) -> AsyncEngine
     if is_sqlite(url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(timeout))
     return engine
+
+
+def create_list_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
+    """The engine lists are read through: ``engine`` itself, except on SQLite.
+
+    A list too large to cache is streamed to the client as it is read, and its cursor holds a
+    connection until the client has taken the last byte. On SQLite, where ``engine`` has a
+    single connection for the whole process, a slow client would stall every other request:
+    lists get connections of their own there (under WAL a reader never waits for the writer),
+    up to ``SQLITE_LIST_READERS`` at once.
+    """
+    if not is_sqlite(engine.url):
+        return engine
+    return create_engine(settings, sqlite_connections=SQLITE_LIST_READERS)
 
 
 def _sqlite_pragmas(timeout: float) -> Any:
