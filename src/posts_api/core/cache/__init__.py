@@ -18,7 +18,8 @@ backend:
   never given a list above ``POSTS_CACHE_MAX_ENTRY_BYTES``).
 
 Modules: ``errors`` (the two failures), ``backend`` (the protocol), ``memory`` and ``redis``
-(the backends), ``healer``, ``versioned``, ``counters``, and ``facade`` (``Cache`` and
+(the backends; ``resp`` is the Redis backend's small pipelined client, and says why it is not
+redis-py), ``healer``, ``versioned``, ``counters``, and ``facade`` (``Cache`` and
 ``create_cache``).
 """
 

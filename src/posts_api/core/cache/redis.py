@@ -1,35 +1,19 @@
 """The Redis backend (``CACHE_URL=redis://`` or ``rediss://``), shared by workers and hosts.
 
-Redis's error replies (``OOM``, value too large...) become ``CacheRefused``; a connection that
-fails or times out becomes ``CacheUnavailable``.
+Each operation is one round trip on the process's one pipelined connection (``resp``). Redis's
+error replies (``OOM``, value too large...) become ``CacheRefused``; a connection that fails or
+an answer that does not come within the timeout becomes ``CacheUnavailable``.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-import redis.asyncio as redis
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
-from redis.retry import Retry
-
-from posts_api.core.cache.errors import CacheRefused, CacheUnavailable
-
-
-@contextlib.contextmanager
-def _unavailable_on_error() -> Iterator[None]:
-    """Map Redis's error replies to ``CacheRefused``, its other errors to ``CacheUnavailable``."""
-    try:
-        yield
-    except ResponseError as exc:  # Redis answered: it is there, it said no (OOM, too large)
-        raise CacheRefused(str(exc)) from exc
-    except (RedisError, OSError) as exc:
-        raise CacheUnavailable(str(exc)) from exc
+from posts_api.core.cache.resp import Command, RespClient
 
 
 class RedisBackend:
-    """Redis through redis-py's asyncio client (``redis://``, ``rediss://``).
+    """Redis through the cache's own small client (``redis://``, ``rediss://``).
 
     Timeouts are short and there are no retries: when Redis is away the service falls back to
     the database at once instead of stalling every request.
@@ -37,50 +21,41 @@ class RedisBackend:
 
     def __init__(self, url: str, timeout: float = 1.0) -> None:
         """Connect lazily to ``url``; nothing is sent until the first command."""
-        self._redis = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            max_connections=64,
-        )
+        self._client = RespClient(url, timeout)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """One ``MGET``."""
-        with _unavailable_on_error():
-            values: list[bytes | None] = await self._redis.mget(keys)  # type: ignore[assignment]
-        return values
+        if not keys:
+            return []
+        (values,) = await self._client.execute(("MGET", *keys))
+        return values  # type: ignore[no-any-return]
 
     async def set(self, key: str, value: bytes, ttl: int | None) -> None:
-        """One ``SET ... EX``."""
-        with _unavailable_on_error():
-            await self._redis.set(key, value, ex=ttl)
+        """One ``SET``, with ``EX`` when ``ttl`` is given."""
+        expiry = ("EX", ttl) if ttl is not None else ()
+        await self._client.execute(("SET", key, value, *expiry))
 
     async def count(self, keys: Sequence[str], window: int) -> None:
         """``INCR`` and ``EXPIRE NX`` per key, pipelined: one round trip."""
-        with _unavailable_on_error():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.incr(key)
-                    pipe.expire(key, window, nx=True)
-                await pipe.execute()
+        commands: list[Command] = []
+        for key in keys:
+            commands += (("INCR", key), ("EXPIRE", key, window, "NX"))
+        if commands:
+            await self._client.execute(*commands)
 
     async def ttl(self, key: str) -> int:
         """``TTL``, with Redis's -1/-2 (no expiry/missing) mapped to 0."""
-        with _unavailable_on_error():
-            seconds: int = await self._redis.ttl(key)
-        return max(0, seconds)
+        (seconds,) = await self._client.execute(("TTL", key))
+        return max(0, int(seconds))
 
     async def delete(self, key: str) -> None:
         """``DEL``."""
-        with _unavailable_on_error():
-            await self._redis.delete(key)
+        await self._client.execute(("DEL", key))
 
     async def ping(self) -> None:
         """``PING``."""
-        with _unavailable_on_error():
-            await self._redis.ping()
+        await self._client.execute(("PING",))
 
     async def close(self) -> None:
-        """Close the connection pool."""
-        await self._redis.aclose()
+        """Close the connection."""
+        await self._client.close()
