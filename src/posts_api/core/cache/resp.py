@@ -72,12 +72,13 @@ class _Connection(asyncio.Protocol):
 
     def send(self, data: bytes, size: int) -> asyncio.Future[list[Any]]:
         """Write ``size`` packed commands; the future gets their ``size`` replies."""
-        if self._transport is None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
             raise CacheUnavailable("connection to Redis lost")
         loop = asyncio.get_running_loop()
         call = _Call(loop.create_future(), size)
         if not self._waiting:  # an idle connection: no reply to wait for, send at once
-            self._transport.write(data)
+            transport.write(data)
         else:  # calls in flight: send with the others made in this turn of the loop
             if not self._unsent:
                 loop.call_soon(self._flush)
@@ -109,10 +110,11 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Fail every call still waiting."""
         self._transport = None
+        reason = f"connection to Redis lost: {exc!r}" if exc else "connection to Redis closed"
         while self._waiting:
             future = self._waiting.popleft().future
             if not future.done():
-                future.set_exception(CacheUnavailable(f"connection to Redis lost: {exc}"))
+                future.set_exception(CacheUnavailable(reason))
 
     def abort(self) -> None:
         """Drop the connection at once (what is waiting fails)."""
