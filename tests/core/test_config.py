@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from posts_api.core.config import Settings, load_or_create_secret
+from posts_api.core.config import RedisAddress, Settings, load_or_create_secret, parse_redis_url
 
 
 def test_defaults_work_with_no_set_up(data_dir: Path) -> None:
@@ -50,7 +50,10 @@ def test_bad_database_urls_are_refused(data_dir: Path, url: str) -> None:
         Settings(database_url=url)
 
 
-@pytest.mark.parametrize("url", ["memcached://x", "redis", ""])
+@pytest.mark.parametrize(
+    "url",
+    ["memcached://x", "redis", "", "redis://h/zero", "redis://h:port/0", "redis://h/0?ssl=none"],
+)
 def test_bad_cache_urls_are_refused(data_dir: Path, url: str) -> None:
     with pytest.raises(ValidationError):
         Settings(cache_url=url)
@@ -166,3 +169,13 @@ def test_argon2_costs_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 def test_impossible_argon2_costs_are_refused(costs: dict[str, int]) -> None:
     with pytest.raises(ValidationError):
         Settings(_env_file=None, secret_key="k" * 32, **costs)  # type: ignore[arg-type]
+
+
+def test_a_redis_url_names_the_server_the_login_and_the_database() -> None:
+    assert parse_redis_url("rediss://app:p%40ss@cache.internal:6380/2") == RedisAddress(
+        host="cache.internal", port=6380, tls=True, username="app", password="p@ss", db=2
+    )
+    assert parse_redis_url("redis://cache") == RedisAddress(
+        host="cache", port=6379, tls=False, username=None, password=None, db=0
+    )
+    assert parse_redis_url("redis://:pw@cache/1").password == "pw"

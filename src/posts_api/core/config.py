@@ -10,8 +10,10 @@ import contextlib
 import ipaddress
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -53,6 +55,41 @@ def load_or_create_secret(path: Path = SECRET_KEY_FILE) -> SecretStr:
     finally:
         tmp.unlink(missing_ok=True)
     return SecretStr(path.read_text().strip())
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    """Where a Redis is and how to log in to it, from its URL."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+    db: int
+
+
+def parse_redis_url(url: str) -> RedisAddress:
+    """Read ``redis://[[user]:password@]host[:port][/db]`` (or ``rediss://``, TLS).
+
+    Raise ``ValueError`` for anything else, query options included.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(f"the scheme is {parts.scheme!r}, not redis or rediss")
+    if parts.query or parts.fragment:
+        raise ValueError("options after '?' in a Redis URL are not supported")
+    db = parts.path.strip("/") or "0"
+    if not db.isdigit():
+        raise ValueError(f"the Redis database must be a number, not {db!r}")
+    return RedisAddress(
+        host=parts.hostname or "localhost",
+        port=parts.port or 6379,
+        tls=parts.scheme == "rediss",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        db=int(db),
+    )
 
 
 class Settings(BaseSettings):
@@ -150,8 +187,13 @@ class Settings(BaseSettings):
     @classmethod
     def _known_cache_scheme(cls, value: str) -> str:
         """Only ``mem://`` and ``redis://`` (or ``rediss://``) caches exist."""
-        if value != "mem://" and not value.startswith(("redis://", "rediss://")):
-            raise ValueError(f"CACHE_URL must be mem:// or redis://host:port/db, not {value!r}")
+        if value != "mem://":
+            try:
+                parse_redis_url(value)
+            except ValueError as exc:
+                raise ValueError(
+                    f"CACHE_URL must be mem:// or redis://[[user]:password@]host[:port][/db]: {exc}"
+                ) from None
         return value
 
     @property

@@ -1,0 +1,90 @@
+"""The in-process backend (``CACHE_URL=mem://``): a byte-bounded LRU with per-entry expiry.
+
+Window counters (the login throttle's) live in a store of their own, bounded by count, so large
+cached lists can never evict them and lift the throttle.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from cachetools import LRUCache
+
+from posts_api.core.cache.errors import CacheRefused
+
+
+class MemoryBackend:
+    """An in-process LRU cache bounded in bytes, with per-entry expiry (``mem://``).
+
+    Entries larger than the whole budget are refused (``CacheRefused``). Window counters (the
+    login throttle's) live in a store of their own, bounded by count, so large cached lists can
+    never evict them and lift the throttle. It is never unavailable, and it is not shared:
+    ``posts-api serve`` refuses to run several workers on it.
+    """
+
+    ENTRY_OVERHEAD = 400  # bytes per entry beyond its value: key, tuple, LRU links (measured)
+    MAX_COUNTERS = 100_000  # about 20 MB at most: emails and addresses with recent failures
+
+    def __init__(self, max_bytes: int) -> None:
+        """Keep at most about ``max_bytes`` of entries, evicting the least recently used."""
+        self._entries: LRUCache[str, tuple[float, bytes]] = LRUCache(
+            maxsize=max_bytes, getsizeof=lambda entry: len(entry[1]) + self.ENTRY_OVERHEAD
+        )
+        self._counters: LRUCache[str, tuple[float, bytes]] = LRUCache(maxsize=self.MAX_COUNTERS)
+
+    def _store(self, key: str) -> LRUCache[str, tuple[float, bytes]]:
+        """The store that holds ``key``: a key made by ``count`` is a counter."""
+        return self._counters if key in self._counters else self._entries
+
+    def _get(self, key: str, now: float) -> bytes | None:
+        store = self._store(key)
+        entry = store.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= now:
+            del store[key]
+            return None
+        return entry[1]
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Return the live value of each key."""
+        now = time.monotonic()
+        return [self._get(key, now) for key in keys]
+
+    async def set(self, key: str, value: bytes, ttl: int | None) -> None:
+        """Store a value; raise ``CacheRefused`` for one larger than the whole budget."""
+        expires = time.monotonic() + ttl if ttl is not None else float("inf")
+        try:
+            self._entries[key] = (expires, value)
+        except ValueError as exc:  # too large for the cache at all
+            raise CacheRefused(f"{len(value)} bytes exceed the in-process cache") from exc
+
+    async def count(self, keys: Sequence[str], window: int) -> None:
+        """Increment fixed-window counters (stored as decimal bytes, like Redis)."""
+        now = time.monotonic()
+        for key in keys:
+            entry = self._counters.get(key)
+            if entry is None or entry[0] <= now:
+                self._counters[key] = (now + window, b"1")
+            else:
+                self._counters[key] = (entry[0], b"%d" % (int(entry[1]) + 1))
+
+    async def ttl(self, key: str) -> int:
+        """Whole seconds left, rounded up."""
+        entry = self._store(key).get(key)
+        if entry is None or entry[0] == float("inf"):
+            return 0
+        return max(0, int(entry[0] - time.monotonic() + 0.999))
+
+    async def delete(self, key: str) -> None:
+        """Forget ``key``."""
+        self._store(key).pop(key, None)
+
+    async def ping(self) -> None:
+        """Memory is always there."""
+
+    async def close(self) -> None:
+        """Drop every entry and counter."""
+        self._entries.clear()
+        self._counters.clear()

@@ -1,0 +1,1 @@
+"""Tests of the cache package, one module per concern."""
