@@ -42,9 +42,30 @@ PG_PASSWORD = os.environ.get("TEST_PG_PASSWORD", "")
 PG_ADMIN_DATABASE = os.environ.get("TEST_PG_DATABASE", "test")
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
+
+
+def suite_redis_db(variable: str, defaults: tuple[int, ...]) -> int:
+    """The Redis database ``variable`` names for this pytest process.
+
+    Under pytest-xdist each worker needs databases of its own (they are flushed before use):
+    the variable lists one per worker, comma-separated (``TEST_REDIS_DB_APP=11,7``); without
+    xdist the first is used.
+    """
+    given = os.environ.get(variable)
+    dbs = tuple(int(db) for db in given.split(",")) if given else defaults
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw"))
+    if index >= len(dbs):
+        raise pytest.UsageError(
+            f"{variable}={given} names {len(dbs)} Redis database(s), but xdist worker {worker} "
+            "needs one of its own: list one per worker, comma-separated"
+        )
+    return dbs[index]
+
+
 # Redis databases the suite owns (flushed before use): in-process apps, then servers.
-REDIS_DB_APP = int(os.environ.get("TEST_REDIS_DB_APP", "11"))
-REDIS_DB_SERVERS = int(os.environ.get("TEST_REDIS_DB_SERVERS", "12"))
+REDIS_DB_APP = suite_redis_db("TEST_REDIS_DB_APP", (11, 7))
+REDIS_DB_SERVERS = suite_redis_db("TEST_REDIS_DB_SERVERS", (12, 8))
 
 PASSWORD = "correct horse battery staple"
 SECRET = "test-secret-" + "k" * 64

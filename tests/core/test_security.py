@@ -10,6 +10,7 @@ from typing import Any
 
 import jwt
 import pytest
+from time_machine import TimeMachineFixture
 
 from posts_api.core import security
 from posts_api.core.config import Settings
@@ -111,11 +112,11 @@ def test_a_token_without_a_proper_sid_is_refused(sid: object) -> None:
         TokenCodec(KEY, dt.timedelta(minutes=5)).verify(token)
 
 
-def test_remembered_tokens_still_expire() -> None:
+def test_remembered_tokens_still_expire(time_machine: TimeMachineFixture) -> None:
     codec = TokenCodec(KEY, dt.timedelta(seconds=1))
     token = codec.issue(7, SID).token
     assert codec.verify(token) == (7, SID)  # now remembered
-    time.sleep(2.1)
+    time_machine.move_to(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2.1))
     with pytest.raises(InvalidToken):
         codec.verify(token)
 
