@@ -541,8 +541,8 @@ class SetUpRun:
                 await app.state.engine.dispose()
             return {"method": "in-process app, SQLAlchemy before_cursor_execute", **counts}
         # MariaDB: on the served app itself, at the wire.
-        with general_log_on():
-            log_counter = GeneralLogCounter(self.database_name)
+        with general_log_on(MYSQL):
+            log_counter = GeneralLogCounter(self.database_name, MYSQL)
             api = seed.Api.at(url, 1)
             try:
                 counts = await count_all(api, log_counter, self.users, samples, chars)

@@ -23,6 +23,7 @@ from sqlalchemy import make_url
 
 from tests.support import (
     DATABASE_SERVERS,
+    MYSQL,
     PASSWORD,
     PG_HOST,
     PG_PORT,
@@ -287,8 +288,9 @@ async def test_commands_at_the_wire(client: httpx.AsyncClient, app: FastAPI, bac
 
     # Only the rows of this app's database's connections: other tests (another xdist worker)
     # may talk to the server meanwhile.
-    counter = GeneralLogCounter(make_url(app.state.settings.database_url).database or "")
-    with general_log_on():
+    database = make_url(app.state.settings.database_url).database or ""
+    counter = GeneralLogCounter(database, MYSQL)
+    with general_log_on(MYSQL):
         first = await sign_up(client)
         await client.get("/posts", headers=first.auth)  # open a pooled connection first
 
