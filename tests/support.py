@@ -79,6 +79,13 @@ FAST_HASHING: dict[str, Any] = {
     "argon2_parallelism": 1,
 }
 
+FAST_HASHING_ENV = {
+    f"ARGON2_{name.removeprefix('argon2_').upper()}": str(value)
+    for name, value in FAST_HASHING.items()
+    if name.startswith("argon2_")
+}
+"""``FAST_HASHING``'s costs as the environment of a served process."""
+
 
 def new_email(tag: str = "u") -> str:
     """A unique address."""
@@ -317,9 +324,10 @@ CONTRACT_VARS = ("DATABASE_URL", "CACHE_URL", "SECRET_KEY", "MAX_BODY_BYTES")
 
 
 def cli_env(**values: str) -> dict[str, str]:
-    """The environment for a ``posts-api`` subprocess: ours without the service's variables."""
+    """The environment for a ``posts-api`` subprocess: ours without the service's variables,
+    hashing as cheaply as the in-process apps (``FAST_HASHING``) unless ``values`` say else."""
     env = {k: v for k, v in os.environ.items() if k not in CONTRACT_VARS}
-    return env | values
+    return env | FAST_HASHING_ENV | values
 
 
 class Server:
