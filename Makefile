@@ -20,8 +20,10 @@ $(UV):
 run: install  ## serve on http://127.0.0.1:8000 with SQLite and the in-process cache
 	$(BIN)/posts-api serve
 
+# Two pytest-xdist workers, a test file at a time each; each worker has Redis databases of its
+# own (tests/support.py: TEST_REDIS_DB_* list one per worker) and databases of its own.
 test: install  ## the whole suite (MariaDB and Redis parts skip, with a reason, when absent)
-	$(BIN)/pytest -m "not container"
+	$(BIN)/pytest -m "not container" -n 2 --dist loadfile
 
 lint: install  ## what CI checks besides the tests
 	$(BIN)/ruff check .

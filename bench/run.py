@@ -292,6 +292,7 @@ class SetUpRun:
             await seed.add_posts(api, with_posts, plan.posts_per_user, plan.post_chars)
             if "page" in users:
                 await seed.add_posts(api, users["page"], plan.page_posts, plan.post_chars)
+                await api.list_body(users["page"][0])  # caches the list pages are cut from
             if "big" in users:
                 await seed.insert_big_posts(
                     self.database_url,
@@ -416,6 +417,8 @@ class SetUpRun:
             requests, count = scenario.companion
             companion = loadgen.Running(self._load(server, requests, count, seconds + 1))
             time.sleep(0.5)  # the storm is under way before the measured load starts
+        if scenario.from_cached_list:
+            self._cache_full_list(server, scenario.user)
         started = time.time()
         if scenario.plain:
             load = self._plain(server, scenario, connections, seconds)
@@ -433,6 +436,12 @@ class SetUpRun:
             self.delete_rps[pool] = max(self.delete_rps.get(pool, 0.0), main.rps)
         time.sleep(PAUSE_S)
         return record
+
+    def _cache_full_list(self, server: Server, group: str) -> None:
+        """Read the full list of ``group``'s first user once, so that it is cached."""
+        owner = self.users[group][0]
+        answer = httpx.get(server.url + "/posts", headers=owner.auth, timeout=60)
+        answer.raise_for_status()
 
     def _round(self, index: int) -> dict[str, Any]:
         """Every scenario once, the order rotated by ``index``."""
@@ -532,8 +541,8 @@ class SetUpRun:
                 await app.state.engine.dispose()
             return {"method": "in-process app, SQLAlchemy before_cursor_execute", **counts}
         # MariaDB: on the served app itself, at the wire.
-        with general_log_on():
-            log_counter = GeneralLogCounter(self.database_name)
+        with general_log_on(MYSQL):
+            log_counter = GeneralLogCounter(self.database_name, MYSQL)
             api = seed.Api.at(url, 1)
             try:
                 counts = await count_all(api, log_counter, self.users, samples, chars)

@@ -21,10 +21,10 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-import pymysql
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.databases import MySQLServer
 from bench.seed import Account, Api, post_text
 
 
@@ -58,20 +58,13 @@ class EngineCounter:
         return list(self.seen)
 
 
-def mysql_connect() -> pymysql.Connection[Any]:
-    """A root connection to the local MariaDB, with no default database."""
-    return pymysql.connect(
-        host="127.0.0.1", user="root", password="", autocommit=True, connect_timeout=5
-    )
-
-
 class GeneralLogCounter:
     """Statements MariaDB received on the connections of one database, via its general log."""
 
-    def __init__(self, database: str) -> None:
-        """Count for ``database``; call within ``general_log_on()``."""
+    def __init__(self, database: str, server: MySQLServer) -> None:
+        """Count for ``database`` on ``server``; call within ``general_log_on(server)``."""
         self.database = database
-        self.con = mysql_connect()
+        self.con = server.connect()
         self.since: dt.datetime | None = None
 
     def _now(self) -> dt.datetime:
@@ -124,12 +117,12 @@ def _text(value: object) -> str:
 
 
 @contextmanager
-def general_log_on() -> Iterator[None]:
+def general_log_on(server: MySQLServer) -> Iterator[None]:
     """Turn MariaDB's general log on (to its table) for the block, then restore it as it was.
 
     If it was off and not writing to the table before, the rows it gathered are removed.
     """
-    con = mysql_connect()
+    con = server.connect()
     try:
         with con.cursor() as cur:
             cur.execute("SELECT @@global.general_log, @@global.log_output")

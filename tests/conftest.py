@@ -39,6 +39,32 @@ from tests.support import (
 for _name in Settings.model_fields:
     os.environ.pop(_name.upper(), None)
 
+# The files that take longest (each starts real servers), longest first. ``make test`` runs the
+# suite on two pytest-xdist workers, a file at a time each: started first, these leave the many
+# short files to even out the end, instead of one worker finishing alone on a long one.
+LONGEST_FIRST = (
+    "tests/reliability/test_faults.py",
+    "tests/reliability/test_concurrency.py",
+    "tests/e2e/test_cli.py",
+    "tests/reliability/test_fuzz.py",
+    "tests/reliability/test_big_lists.py",
+    "tests/e2e/test_serve_ops.py",
+    "tests/e2e/test_nginx.py",
+    "tests/reliability/test_attacks.py",
+    "tests/core/test_migrations.py",
+)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own grouping by fixture, which the sort keeps
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the ``LONGEST_FIRST`` files first, in that order; the rest keep their order."""
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
 
 @pytest.fixture(scope="session", params=["sqlite", "mysql", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
+
+from bench.databases import free_port
 
 
 class Proxy:
@@ -18,9 +19,7 @@ class Proxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         """Pick a free local port; call ``restore()`` to start listening."""
         self.target = (target_host, target_port)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port: int = s.getsockname()[1]
+        self.port = free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 

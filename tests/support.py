@@ -44,9 +44,30 @@ PG_PASSWORD = os.environ.get("TEST_PG_PASSWORD", "")
 PG_ADMIN_DATABASE = os.environ.get("TEST_PG_DATABASE", "test")
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
+
+
+def suite_redis_db(variable: str, defaults: tuple[int, ...]) -> int:
+    """The Redis database ``variable`` names for this pytest process.
+
+    Under pytest-xdist each worker needs databases of its own (they are flushed before use):
+    the variable lists one per worker, comma-separated (``TEST_REDIS_DB_APP=11,7``); without
+    xdist the first is used.
+    """
+    given = os.environ.get(variable)
+    dbs = tuple(int(db) for db in given.split(",")) if given else defaults
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw"))
+    if index >= len(dbs):
+        raise pytest.UsageError(
+            f"{variable}={given} names {len(dbs)} Redis database(s), but xdist worker {worker} "
+            "needs one of its own: list one per worker, comma-separated"
+        )
+    return dbs[index]
+
+
 # Redis databases the suite owns (flushed before use): in-process apps, then servers.
-REDIS_DB_APP = int(os.environ.get("TEST_REDIS_DB_APP", "11"))
-REDIS_DB_SERVERS = int(os.environ.get("TEST_REDIS_DB_SERVERS", "12"))
+REDIS_DB_APP = suite_redis_db("TEST_REDIS_DB_APP", (11, 7))
+REDIS_DB_SERVERS = suite_redis_db("TEST_REDIS_DB_SERVERS", (12, 8))
 
 PASSWORD = "correct horse battery staple"
 SECRET = "test-secret-" + "k" * 64
@@ -59,6 +80,13 @@ FAST_HASHING: dict[str, Any] = {
     "argon2_memory_kib": 8,
     "argon2_parallelism": 1,
 }
+
+FAST_HASHING_ENV = {
+    f"ARGON2_{name.removeprefix('argon2_').upper()}": str(value)
+    for name, value in FAST_HASHING.items()
+    if name.startswith("argon2_")
+}
+"""``FAST_HASHING``'s costs as the environment of a served process."""
 
 
 def new_email(tag: str = "u") -> str:
@@ -323,9 +351,10 @@ CONTRACT_VARS = ("DATABASE_URL", "CACHE_URL", "SECRET_KEY", "MAX_BODY_BYTES")
 
 
 def cli_env(**values: str) -> dict[str, str]:
-    """The environment for a ``posts-api`` subprocess: ours without the service's variables."""
+    """The environment for a ``posts-api`` subprocess: ours without the service's variables,
+    hashing as cheaply as the in-process apps (``FAST_HASHING``) unless ``values`` say else."""
     env = {k: v for k, v in os.environ.items() if k not in CONTRACT_VARS}
-    return env | values
+    return env | FAST_HASHING_ENV | values
 
 
 class Server:

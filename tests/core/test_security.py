@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 import threading
 import time
 from typing import Any
 
 import jwt
 import pytest
+from time_machine import TimeMachineFixture
 
 from posts_api.core import security
 from posts_api.core.config import Settings
@@ -111,11 +113,11 @@ def test_a_token_without_a_proper_sid_is_refused(sid: object) -> None:
         TokenCodec(KEY, dt.timedelta(minutes=5)).verify(token)
 
 
-def test_remembered_tokens_still_expire() -> None:
+def test_remembered_tokens_still_expire(time_machine: TimeMachineFixture) -> None:
     codec = TokenCodec(KEY, dt.timedelta(seconds=1))
     token = codec.issue(7, SID).token
     assert codec.verify(token) == (7, SID)  # now remembered
-    time.sleep(2.1)
+    time_machine.move_to(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2.1))
     with pytest.raises(InvalidToken):
         codec.verify(token)
 
@@ -141,21 +143,24 @@ def test_bearer_token_refusals(header: str | None) -> None:
 
 
 async def test_hashing_uses_one_low_priority_thread() -> None:
-    """Concurrent hashes queue on one thread, which runs at a lower CPU priority than the loop."""
+    """Concurrent hashes queue on one thread, which runs at a lower CPU priority than the loop:
+    on Linux under SCHED_IDLE, so a waking loop takes the CPU back at once."""
     import os
 
-    seen: set[tuple[int, int]] = set()
+    seen: set[tuple[int, int, int | None]] = set()
 
     def probe() -> None:
-        seen.add(
-            (threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-        )
+        thread = threading.get_native_id()
+        policy = os.sched_getscheduler(thread) if hasattr(os, "sched_getscheduler") else None
+        seen.add((thread, os.getpriority(os.PRIO_PROCESS, thread), policy))
 
     loop = asyncio.get_running_loop()
     await asyncio.gather(*(loop.run_in_executor(security._hashing, probe) for _ in range(8)))
     assert len(seen) == 1
-    ((_, niceness),) = seen
+    ((_, niceness, policy),) = seen
     assert niceness >= os.getpriority(os.PRIO_PROCESS, 0) + 1
+    if sys.platform == "linux":
+        assert policy == os.SCHED_IDLE
 
 
 def test_refresh_tokens_round_trip_and_are_bound_to_the_key() -> None:

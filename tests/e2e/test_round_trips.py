@@ -17,10 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
+from bench.statements import GeneralLogCounter, general_log_on
 from fastapi import FastAPI
+from sqlalchemy import make_url
 
 from tests.support import (
     DATABASE_SERVERS,
+    MYSQL,
     PASSWORD,
     PG_HOST,
     PG_PORT,
@@ -28,7 +31,6 @@ from tests.support import (
     StatementLog,
     User,
     list_read,
-    mysql_connect,
     new_email,
     sign_up,
     user_from,
@@ -284,42 +286,25 @@ async def test_commands_at_the_wire(client: httpx.AsyncClient, app: FastAPI, bac
         pytest.skip("the general log is MariaDB/MySQL's")
     from contextlib import asynccontextmanager
 
-    admin = mysql_connect()
-    with admin.cursor() as cur:
-        cur.execute("SELECT CONNECTION_ID()")
-        (me,) = cur.fetchone() or (None,)
-        cur.execute("SELECT @@global.general_log, @@global.log_output")
-        (was_on, was_output) = cur.fetchone() or (None, None)
-        cur.execute("SET GLOBAL log_output = 'TABLE'")
-        cur.execute("SET GLOBAL general_log = 1")
-    first = await sign_up(client)
-    await client.get("/posts", headers=first.auth)  # open a pooled connection first
+    # Only the rows of this app's database's connections: other tests (another xdist worker)
+    # may talk to the server meanwhile.
+    database = make_url(app.state.settings.database_url).database or ""
+    counter = GeneralLogCounter(database, MYSQL)
+    with general_log_on(MYSQL):
+        first = await sign_up(client)
+        await client.get("/posts", headers=first.auth)  # open a pooled connection first
 
-    @asynccontextmanager
-    async def observe(_name: str):  # type: ignore[no-untyped-def]
-        with admin.cursor() as cur:
-            cur.execute("SELECT NOW(6)")
-            (start,) = cur.fetchone() or (None,)
-        seen: list[str] = []
-        yield seen
-        with admin.cursor() as cur:
-            cur.execute(
-                "SELECT argument FROM mysql.general_log WHERE event_time >= %s AND thread_id <> %s"
-                " AND command_type IN ('Query', 'Execute') AND argument NOT LIKE 'SELECT NOW(6)%%'"
-                " AND argument NOT LIKE 'SET GLOBAL%%' ORDER BY event_time",
-                (start, me),
-            )
-            seen.extend(
-                row[0].decode() if isinstance(row[0], bytes) else row[0] for row in cur.fetchall()
-            )
+        @asynccontextmanager
+        async def observe(_name: str):  # type: ignore[no-untyped-def]
+            await counter.start()
+            seen: list[str] = []
+            yield seen
+            seen.extend(await counter.stop())
 
-    try:
-        results = await run_all(client, backend, observe)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute("SET GLOBAL general_log = %s", (was_on,))
-            cur.execute("SET GLOBAL log_output = %s", (was_output,))
-        admin.close()
+        try:
+            results = await run_all(client, backend, observe)
+        finally:
+            counter.close()
     for name, (wanted, sent) in results.items():
         sent = [s for s in sent if not s.startswith(("SELECT CONNECTION_ID", "SELECT @@global"))]
         assert verbs(sent) == wanted, f"{name}: {sent}"

@@ -40,13 +40,14 @@ from tests.support import (
     need_service,
     pg_rows,
     redis_url,
+    suite_redis_db,
 )
 
 # The Redis databases of this suite: one for a module's long-lived server, one for a test's own
-# stack (13 and 14 unless set). Keys are not namespaced per database, so two live stacks never
-# share one.
-REDIS_DB_MODULE = int(os.environ.get("TEST_REDIS_DB_MODULE", "13"))
-REDIS_DB_TEST = int(os.environ.get("TEST_REDIS_DB_TEST", "14"))
+# stack (13 and 14 unless set; 9 and 10 for a second xdist worker). Keys are not namespaced per
+# database, so two live stacks never share one.
+REDIS_DB_MODULE = suite_redis_db("TEST_REDIS_DB_MODULE", (13, 9))
+REDIS_DB_TEST = suite_redis_db("TEST_REDIS_DB_TEST", (14, 10))
 
 # No request may take longer than this, whatever breaks: past it, the client calls it a hang.
 REQUEST_TIMEOUT = httpx.Timeout(20.0)

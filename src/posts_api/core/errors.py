@@ -13,18 +13,14 @@ from typing import Any, ClassVar
 
 from asyncpg.exceptions import InternalClientError as PgClientStateError
 from fastapi import FastAPI, Request
-from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from fastapi.security.base import SecurityBase
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
-from starlette.routing import compile_path
 
-from posts_api.core.security import InvalidToken, authenticate
+from posts_api.core.routes import RouteIndex
 
 log = logging.getLogger(__name__)
 
@@ -144,60 +140,54 @@ async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     return _json(exc.status_code, exc.detail, exc.response_headers())
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
-        # FastAPI answers a body that is not UTF-8 with a 400: it is malformed JSON, a 422
-        # (after the token check, like any other bad body).
-        error = {"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}
-        return await _validation_error(request, RequestValidationError([error]))
-    headers = dict(exc.headers or {})
-    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
-        headers["Allow"] = ", ".join(allowed)
-    return _json(exc.status_code, exc.detail, headers)
+class _RequestErrors:
+    """The handlers that need to know the app's routes: the 405's ``Allow``, the 422's token."""
 
+    def __init__(self, routes: RouteIndex) -> None:
+        """Answer from what ``routes`` declare."""
+        self._routes = routes
 
-def _allowed_methods(request: Request) -> list[str]:
-    """Every method the API declares at the request's path.
+    async def http_error(self, request: Request, exc: Exception) -> JSONResponse:
+        """Starlette's and FastAPI's own errors (404, 405, ...), as JSON."""
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI answers a body that is not UTF-8 with a 400: it is malformed JSON, a 422
+            # (after the token check, like any other bad body).
+            error = {"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}
+            return await self.validation_error(request, RequestValidationError([error]))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405 and (
+            allowed := self._routes.allowed_methods(request.scope["path"])
+        ):
+            headers["Allow"] = ", ".join(allowed)
+        return _json(exc.status_code, exc.detail, headers)
 
-    Starlette's 405 names only the methods of the first route matching the path, but ``Allow``
-    must list them all (RFC 9110), e.g. ``DELETE, GET, PUT`` for ``/posts/post/{post_id}``.
-    """
-    for template, operations in request.app.openapi()["paths"].items():
-        if compile_path(template)[0].fullmatch(request.scope["path"]):
-            return sorted(method.upper() for method in operations)
-    return []
+    async def validation_error(self, request: Request, exc: Exception) -> JSONResponse:
+        """422 in FastAPI's list form, without echoing inputs (a password must never come back).
 
-
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """422 in FastAPI's list form, without echoing inputs (a password must never come back).
-
-    A body FastAPI could not even parse is reported before dependencies run; on a protected
-    route the token is checked first, so a bad token is a 401 whatever the body.
-    """
-    assert isinstance(exc, RequestValidationError)
-    if requires_bearer(request.scope.get("route")):
-        # The full check, session included: a token of an ended session is a 401 whatever the
-        # body (off the hot path: only malformed requests get here).
-        state = request.app.state
-        try:
-            await authenticate(
-                request.headers.get("authorization"), tokens=state.tokens, guard=state.session_guard
-            )
-        except InvalidToken:
-            return _json(Unauthorized.status_code, Unauthorized.detail, BEARER)
-        except DBAPIError as db_exc:  # the session check's SELECT failed: answered as elsewhere
-            return await _dbapi_error(request, db_exc)
-        except (PoolTimeout, ConnectionError) as db_exc:
-            return await _database_error(request, db_exc)
-    errors = [
-        {k: v for k, v in error.items() if k in ("type", "loc", "msg", "ctx")}
-        for error in exc.errors()
-    ]
-    for error in errors:
-        if "ctx" in error:  # ctx may hold exception objects; keep it JSON
-            error["ctx"] = {k: str(v) for k, v in error["ctx"].items()}
-    return _json(422, errors)
+        A body FastAPI could not even parse is reported before dependencies run; on a protected
+        route the token is checked first, by the route's own bearer scheme (the session check
+        included), so a bad token is a 401 whatever the body.
+        """
+        assert isinstance(exc, RequestValidationError)
+        scheme = self._routes.bearer_scheme(request.scope.get("route"))
+        if scheme is not None:
+            try:
+                await scheme.authenticate(request)
+            except AppError as auth_error:
+                return await _app_error(request, auth_error)
+            except DBAPIError as db_exc:  # the session check's SELECT failed: as elsewhere
+                return await _dbapi_error(request, db_exc)
+            except (PoolTimeout, OSError) as db_exc:
+                return await _database_error(request, db_exc)
+        errors = [
+            {k: v for k, v in error.items() if k in ("type", "loc", "msg", "ctx")}
+            for error in exc.errors()
+        ]
+        for error in errors:
+            if "ctx" in error:  # ctx may hold exception objects; keep it JSON
+                error["ctx"] = {k: str(v) for k, v in error["ctx"].items()}
+        return _json(422, errors)
 
 
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -208,17 +198,6 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _server_error(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
     return _json(500, "Internal Server Error")
-
-
-def requires_bearer(route: object) -> bool:
-    """True if ``route`` declares a security scheme (the bearer token) among its dependencies."""
-
-    def uses_security(dependant: Dependant) -> bool:
-        return isinstance(dependant.call, SecurityBase) or any(
-            uses_security(sub) for sub in dependant.dependencies
-        )
-
-    return isinstance(route, APIRoute) and uses_security(route.dependant)
 
 
 # SQLSTATE classes that say the server is away or refuses work for now, not that the query was
@@ -265,9 +244,10 @@ async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the JSON handlers for every error kind on ``app``."""
+    request_errors = _RequestErrors(RouteIndex(app.routes))
     app.add_exception_handler(AppError, _app_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, request_errors.http_error)
+    app.add_exception_handler(RequestValidationError, request_errors.validation_error)
     app.add_exception_handler(DBAPIError, _dbapi_error)
     app.add_exception_handler(PoolTimeout, _database_error)
     # A driver that fails to connect may raise the socket's own error (asyncpg: refused, no

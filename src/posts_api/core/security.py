@@ -1,10 +1,10 @@
 """Password hashing, access tokens (JWT), refresh tokens (HMAC) and request authentication.
 
 Hashing is slow on purpose (by default Argon2id, 64 MiB, 3 passes, 4 lanes: RFC 9106's second
-recommended setting; the ``ARGON2_*`` settings change it) and runs on one dedicated, low-
-priority thread per process: argon2 releases the GIL, the event loop keeps the CPU it needs, a
-burst of log-ins queues instead of starving cached reads, and memory holds one hash's 64 MiB at
-a time.
+recommended setting; the ``ARGON2_*`` settings change it) and runs on one dedicated thread per
+process that gets the CPU only when the event loop leaves it idle (``SCHED_IDLE``): argon2
+releases the GIL, the event loop keeps the CPU it needs, a burst of log-ins queues instead of
+slowing cached reads, and memory holds one hash's 64 MiB at a time.
 
 Token checks are fast and pure: the user id and session id come from the verified ``sub`` and
 ``sid`` claims, with no database query. Verified tokens are remembered in a small bounded map
@@ -45,13 +45,21 @@ SESSION_ID = re.compile(r"[0-9a-f]{32}")
 MAX_REFRESH_TOKEN_LENGTH = 512
 MAX_REFRESH_COUNTER = 10**12
 
-HASHING_NICENESS = 10  # the hashing thread yields the CPU to the event loop (Linux nice value)
+HASHING_NICENESS = 10  # where SCHED_IDLE is missing: a lower priority (Linux nice value)
 
 
 def _lower_priority() -> None:
-    """Run the calling thread at a lower CPU priority (Linux: nice applies per thread)."""
+    """Let the calling thread have the CPU only when the event loop does not want it.
+
+    Linux's ``SCHED_IDLE`` (per thread, like nice): a waking event loop takes the CPU from the
+    hashing thread at once. A merely niced thread may keep it for the rest of its time slice,
+    milliseconds added to the cached reads that arrive while log-ins hash. Argon2's lane
+    threads inherit the policy. Log-ins queue while the CPU is fully busy with requests.
+    """
+    thread = threading.get_native_id()
     with contextlib.suppress(OSError, AttributeError):  # elsewhere: a normal-priority thread
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+        os.setpriority(os.PRIO_PROCESS, thread, HASHING_NICENESS)
+        os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
 
 
 # One thread per process, shared by every hasher: hashes queue instead of piling up in memory.
