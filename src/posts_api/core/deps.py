@@ -53,6 +53,13 @@ class BearerCaller(HTTPBearer):
         """Verify the token and its session; return the caller (and the prefetched entries)."""
         return await request_caller(request, prefetch=self.prefetch)
 
+    async def authenticate(self, request: Request) -> Caller:
+        """The caller, by this class's check alone (subclasses add to ``__call__``).
+
+        The 422 handler runs it: a protected route's bad input is a 401 first if the token is bad.
+        """
+        return await BearerCaller.__call__(self, request)
+
 
 async def request_caller(
     request: Request, *, prefetch: Callable[[int], Sequence[str]] | None = None
@@ -72,13 +79,6 @@ async def request_caller(
         )
     except InvalidToken:
         raise Unauthorized() from None
-
-    async def authenticate(self, request: Request) -> Caller:
-        """The caller, by this class's check alone (subclasses add to ``__call__``).
-
-        The 422 handler runs it: a protected route's bad input is a 401 first if the token is bad.
-        """
-        return await BearerCaller.__call__(self, request)
 
 
 class BearerUser(BearerCaller):
