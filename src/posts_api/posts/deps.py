@@ -118,4 +118,4 @@ def _list_parameters() -> list[dict[str, Any]]:
 
 
 LIST_PARAMETERS = _list_parameters()
-"""GET /posts's parameters as OpenAPI declares them (its one dependency reads them itself)."""
+"""GET /posts's parameters as OpenAPI declares them (``list_request`` reads them itself)."""
