@@ -26,7 +26,7 @@ from posts_api.auth.sessions import SessionCheck
 from posts_api.auth.throttle import LoginThrottle
 from posts_api.core.cache import create_cache
 from posts_api.core.config import Settings
-from posts_api.core.db import create_engine, create_list_engine, create_sessionmaker
+from posts_api.core.db import create_engine, create_list_engine, create_sessionmaker, is_sqlite
 from posts_api.core.driver import DriverPool
 from posts_api.core.errors import install_error_handlers
 from posts_api.core.limits import BodySizeLimit
@@ -54,6 +54,9 @@ def create_app(settings: Settings | None = None, *, watch_sigterm: bool = False)
     settings = settings or Settings()
     engine = create_engine(settings)
     list_engine = create_list_engine(settings, engine)
+    # SQLite: the posts routes' statements share a connection of their own (see core.driver).
+    sqlite = is_sqlite(settings.database)
+    statements = DriverPool(create_engine(settings) if sqlite else engine, shared=sqlite)
     cache = create_cache(settings)
     lifecycle = Lifecycle(drain_seconds=settings.shutdown_drain_seconds)
     metrics.set_recording(enabled=settings.metrics_enabled)
@@ -73,6 +76,9 @@ def create_app(settings: Settings | None = None, *, watch_sigterm: bool = False)
                 flushing.cancel()  # it flushes once more as it stops
                 await asyncio.wait([flushing])
             await cache.close()
+            await statements.close()
+            if statements.engine is not engine:
+                await statements.engine.dispose()
             await engine.dispose()
             if list_engine is not engine:
                 await list_engine.dispose()
@@ -101,7 +107,7 @@ def create_app(settings: Settings | None = None, *, watch_sigterm: bool = False)
     session_check = SessionCheck(sessions, cache, ttl=tokens.lifetime_seconds)
     posts = PostService(
         create_sessionmaker(list_engine),
-        DriverPool(engine),
+        statements,
         cache,
         list_ttl=settings.posts_cache_ttl_seconds,
         max_entry_bytes=settings.posts_cache_max_entry_bytes,

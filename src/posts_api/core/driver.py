@@ -20,6 +20,16 @@ Errors keep their meaning: a driver error becomes the ``DBAPIError`` SQLAlchemy 
 raised (a lost connection is an ``OperationalError``, so a 503; a broken constraint an
 ``IntegrityError``), and a connection that failed or was cancelled mid-statement is
 invalidated, so the next request connects afresh.
+
+SQLite is the exception to checking out: its one connection for these statements is shared by
+every request of the process at once (``DriverPool(..., shared=True)``). aiosqlite runs the
+calls made on a connection one after another in the connection's thread, so concurrent
+requests queue their statements there, back to back, instead of queueing in the pool for a
+connection that each of them holds across two turns of the event loop. Each statement is a
+transaction of its own (autocommit) and each call runs whole in that thread, so they cannot
+interleave; a cancelled call still completes there. That connection is therefore never
+invalidated: a statement that failed (a lock held too long by another process, a disk error)
+fails alone, with its 503.
 """
 
 from __future__ import annotations
@@ -244,12 +254,19 @@ class DriverPool:
     One per process (built by ``create_app``), beside the engine whose pool it shares.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        """Use ``engine``'s pool and dialect."""
+    def __init__(self, engine: AsyncEngine, *, shared: bool = False) -> None:
+        """Use ``engine``'s pool and dialect.
+
+        ``shared``: take one connection from ``engine`` and run every statement on it,
+        concurrently (SQLite; see the module's docstring). ``engine`` is then this pool's own.
+        """
         self.engine = engine
         self.driver = _driver_for(engine.dialect)
         self.compiled = functools.lru_cache(maxsize=COMPILED_CACHE_SIZE)(self._compile)
         """``statement`` compiled for this engine's dialect, once (the result is kept)."""
+        self.shared = shared
+        self._shared_connection: PoolProxiedConnection | None = None
+        self._connecting = anyio.Lock()
 
     def _compile(self, statement: ReturnsRows) -> Compiled:
         """Compile ``statement`` for the engine's dialect.
@@ -277,26 +294,54 @@ class DriverPool:
         object around them); the statements in between go straight to the driver. Returning
         sends nothing: the engine is in autocommit mode and skips the reset's ROLLBACK.
         """
+        if self.shared:
+            yield DriverConnection(self, await self._shared(), disposable=False)
+            return
+        pooled = await self._checkout()
         try:
-            pooled = await self.engine.raw_connection()
-        except self.driver.errors as error:  # could not connect
-            raise self.translated(error, statement=None, lost=True) from error
-        try:
-            yield DriverConnection(self, pooled)
+            yield DriverConnection(self, pooled, disposable=True)
         finally:
             # Shielded: a cancelled request must still give its connection back.
             with anyio.CancelScope(shield=True):
                 await greenlet_spawn(pooled.close)
 
+    async def close(self) -> None:
+        """Give back the shared connection, if one was taken (the lifespan's end)."""
+        if self._shared_connection is not None:
+            await greenlet_spawn(self._shared_connection.close)
+            self._shared_connection = None
+
+    async def _checkout(self) -> PoolProxiedConnection:
+        """A connection from the engine's pool; a 503's error if none can be made."""
+        try:
+            return await self.engine.raw_connection()
+        except self.driver.errors as error:  # could not connect
+            raise self.translated(error, statement=None, lost=True) from error
+
+    async def _shared(self) -> PoolProxiedConnection:
+        """The connection every statement shares, taken from the pool on first use and kept."""
+        if self._shared_connection is None:
+            async with self._connecting:
+                if self._shared_connection is None:
+                    self._shared_connection = await self._checkout()
+        return self._shared_connection
+
 
 class DriverConnection:
     """One checked-out connection: runs compiled statements on the driver's connection."""
 
-    def __init__(self, pool: DriverPool, pooled: PoolProxiedConnection) -> None:
-        """Run statements on the driver's connection behind ``pooled`` (checked out of ``pool``)."""
+    def __init__(
+        self, pool: DriverPool, pooled: PoolProxiedConnection, *, disposable: bool
+    ) -> None:
+        """Run statements on the driver's connection behind ``pooled`` (checked out of ``pool``).
+
+        ``disposable``: a connection a failed or cancelled statement may have left in an unknown
+        state is invalidated (never the shared SQLite one: its statements run whole).
+        """
         self.pool = pool
         self.pooled = pooled
         self.driver_connection = pooled.driver_connection
+        self.disposable = disposable
 
     @property
     def dialect(self) -> Dialect:
@@ -339,12 +384,13 @@ class DriverConnection:
         try:
             return await call(self.driver_connection, compiled.sql, parameters)
         except driver.errors as error:
-            lost = driver.classify(error) is sa_exc.OperationalError
+            lost = self.disposable and driver.classify(error) is sa_exc.OperationalError
             if lost:
                 await self._invalidate(error)
             raise self.pool.translated(error, statement=compiled.sql, lost=lost) from error
         except BaseException as error:
-            await self._invalidate(error)
+            if self.disposable:
+                await self._invalidate(error)
             raise
 
     async def _invalidate(self, error: BaseException) -> None:
