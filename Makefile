@@ -23,7 +23,8 @@ run: install  ## serve on http://127.0.0.1:8000 with SQLite and the in-process c
 # Two pytest-xdist workers, a test file at a time each; each worker has Redis databases of its
 # own (tests/support.py: TEST_REDIS_DB_* list one per worker) and databases of its own.
 test: install  ## the whole suite (MariaDB and Redis parts skip, with a reason, when absent)
-	$(BIN)/pytest -m "not container" -n 2 --dist loadfile
+	$(BIN)/pytest -m "not container and not alone" -n 2 --dist loadfile
+	$(BIN)/pytest -m "alone"
 
 lint: install  ## what CI checks besides the tests
 	$(BIN)/ruff check .

@@ -32,6 +32,9 @@ from tests.reliability.helpers import (
 )
 from tests.support import PASSWORD, REDIS_DB_SERVERS, Server, mysql_connect, new_email, pg_rows
 
+# A peak RSS depends on what else the machine runs: these run alone (``make test``'s second part).
+pytestmark = pytest.mark.alone
+
 POSTS = 300
 POST_BYTES = 1_048_576
 # The peak RSS may grow by this much while the whole list goes out: well under the list's
