@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from posts_api.core.logging import AccessLog, JsonFormatter, access_line
+from posts_api.core.logging import AccessEntry, AccessLog, JsonFormatter, access_line
 
 REQUEST = {
     "method": "GET",
@@ -43,7 +43,7 @@ def formatted(created: float, **fields: object) -> str:
 def test_the_direct_line_is_what_the_formatter_writes(changes: dict[str, object]) -> None:
     fields = REQUEST | changes
     created = 1_780_000_000.0625
-    line = access_line(created=created, **fields)  # type: ignore[arg-type]
+    line = access_line(AccessEntry(created=created, **fields))  # type: ignore[arg-type]
     assert line == formatted(created, **fields)
     assert json.loads(line)["path"] == fields["path"]
 
@@ -88,14 +88,14 @@ class Collector(logging.Handler):
 def test_the_line_is_written_straight_to_a_lone_json_stream(isolated: logging.Logger) -> None:
     stream = io.StringIO()
     only(isolated, json_stream(stream))
-    AccessLog().write(created=1_780_000_000.0, **REQUEST)  # type: ignore[arg-type]
+    AccessLog().write(AccessEntry(created=1_780_000_000.0, **REQUEST))  # type: ignore[arg-type]
     assert stream.getvalue() == formatted(1_780_000_000.0, **REQUEST)
 
 
 def test_any_other_setup_gets_a_record(isolated: logging.Logger) -> None:
     stream, records = io.StringIO(), Collector()
     only(isolated, json_stream(stream), records)
-    AccessLog().write(created=1_780_000_000.0, **REQUEST)  # type: ignore[arg-type]
+    AccessLog().write(AccessEntry(created=1_780_000_000.0, **REQUEST))  # type: ignore[arg-type]
     assert [(r.method, r.path, r.request_id) for r in records.records] == [  # type: ignore[attr-defined]
         ("GET", "/posts", "abc-1")
     ]
@@ -106,5 +106,5 @@ def test_the_log_is_switched_off_by_its_level(isolated: logging.Logger) -> None:
     stream = io.StringIO()
     only(isolated, json_stream(stream))
     isolated.setLevel(logging.WARNING)
-    AccessLog().write(created=1_780_000_000.0, **REQUEST)  # type: ignore[arg-type]
+    AccessLog().write(AccessEntry(created=1_780_000_000.0, **REQUEST))  # type: ignore[arg-type]
     assert stream.getvalue() == ""

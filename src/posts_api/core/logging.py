@@ -14,7 +14,7 @@ import json
 import logging
 import logging.config
 from json.encoder import encode_basestring_ascii as json_string
-from typing import Any, TypeGuard
+from typing import Any, NamedTuple, TypeGuard
 
 ACCESS_LOGGER = "posts_api.access"
 
@@ -48,23 +48,27 @@ def json_time(created: float) -> str:
     return dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds")
 
 
-def access_line(
-    *,
-    created: float,
-    method: str,
-    path: str,
-    status: int,
-    duration_ms: float,
-    client: str | None,
-    request_id: str,
-) -> str:
+class AccessEntry(NamedTuple):
+    """What the log line of one answered request says (no headers, query strings or bodies)."""
+
+    created: float
+    method: str
+    path: str
+    status: int
+    duration_ms: float
+    client: str | None
+    request_id: str
+
+
+def access_line(entry: AccessEntry) -> str:
     """The JSON line of one request, exactly as ``JsonFormatter`` renders its access record."""
+    client = "null" if entry.client is None else json_string(entry.client)
     return (
-        f'{{"time": "{json_time(created)}", "level": "info", "logger": "{ACCESS_LOGGER}", '
-        f'"message": "request", "method": {json_string(method)}, "path": {json_string(path)}, '
-        f'"status": {status}, "duration_ms": {duration_ms!r}, '
-        f'"client": {"null" if client is None else json_string(client)}, '
-        f'"request_id": {json_string(request_id)}}}\n'
+        f'{{"time": "{json_time(entry.created)}", "level": "info", "logger": "{ACCESS_LOGGER}", '
+        f'"message": "request", "method": {json_string(entry.method)}, '
+        f'"path": {json_string(entry.path)}, "status": {entry.status}, '
+        f'"duration_ms": {entry.duration_ms!r}, "client": {client}, '
+        f'"request_id": {json_string(entry.request_id)}}}\n'
     )
 
 
@@ -79,44 +83,18 @@ class AccessLog:
         """Log on ``posts_api.access``."""
         self.logger = logging.getLogger(ACCESS_LOGGER)
 
-    def write(
-        self,
-        *,
-        created: float,
-        method: str,
-        path: str,
-        status: int,
-        duration_ms: float,
-        client: str | None,
-        request_id: str,
-    ) -> None:
-        """Log one request (no headers, query strings or bodies: they may carry secrets)."""
+    def write(self, entry: AccessEntry) -> None:
+        """Log one request."""
         logger = self.logger
         if not logger.isEnabledFor(logging.INFO):
             return
         handler = self._json_stream_only()
         if handler is None:
-            logger.info(
-                "request",
-                extra={
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": duration_ms,
-                    "client": client,
-                    "request_id": request_id,
-                },
-            )
+            fields = entry._asdict()
+            del fields["created"]  # a record keeps its own time
+            logger.info("request", extra=fields)
             return
-        line = access_line(
-            created=created,
-            method=method,
-            path=path,
-            status=status,
-            duration_ms=duration_ms,
-            client=client,
-            request_id=request_id,
-        )
+        line = access_line(entry)
         handler.acquire()  # as ``Handler.handle`` does around ``emit``
         try:
             handler.stream.write(line)

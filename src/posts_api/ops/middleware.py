@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from posts_api.core.logging import AccessLog
+from posts_api.core.logging import AccessEntry, AccessLog
 from posts_api.ops import metrics
 
 NOSNIFF = (b"x-content-type-options", b"nosniff")
@@ -97,11 +97,13 @@ class RequestObserver:
                 )
             client = scope.get("client")
             self.access_log.write(
-                created=time.time(),
-                method=method,
-                path=scope["path"],
-                status=status,
-                duration_ms=round(seconds * 1000, 3),
-                client=client[0] if client else None,
-                request_id=request_id,
+                AccessEntry(
+                    created=time.time(),
+                    method=method,
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round(seconds * 1000, 3),
+                    client=client[0] if client else None,
+                    request_id=request_id,
+                )
             )
