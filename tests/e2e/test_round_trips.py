@@ -238,7 +238,8 @@ def expected(backend: str) -> dict[str, tuple[Step, int, list[str]]]:
         "delete account": (
             _delete_account,
             204,
-            ["SELECT", "SELECT", "BEGIN", "UPDATE", "SELECT", "DELETE", "COMMIT"],
+            # The user's row lock first (SELECT ... FOR UPDATE), then the sessions, the user.
+            ["SELECT", "SELECT", "BEGIN", "SELECT", "UPDATE", "SELECT", "DELETE", "COMMIT"],
         ),
     }
 

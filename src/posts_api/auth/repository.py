@@ -9,12 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from posts_api.auth.models import User, UserSession
-from posts_api.core.db import execute_dml, utcnow
+from posts_api.core.db import UTCDateTime, execute_dml, utcnow
 
 
 class UserRepository:
@@ -56,15 +56,38 @@ class UserRepository:
         row = (await self.session.execute(stmt)).one_or_none()
         return None if row is None else (row.email, row.password_hash)
 
-    async def set_password(self, *, user_id: int, password_hash: str) -> bool:
-        """UPDATE a user's password hash; False if the user is gone."""
-        stmt = update(User).where(User.id == user_id).values(password_hash=password_hash)
+    async def set_password(self, *, user_id: int, verified_hash: str, password_hash: str) -> bool:
+        """UPDATE a user's password hash from ``verified_hash`` to ``password_hash``.
+
+        False if the user is gone or their hash is no longer ``verified_hash`` (a racing change
+        won: the password the caller confirmed is not the account's any more). The UPDATE takes
+        the user's row lock, which racing log-ins wait for (``SessionRepository.start_if``).
+        """
+        stmt = (
+            update(User)
+            .where(User.id == user_id, User.password_hash == verified_hash)
+            .values(password_hash=password_hash)
+        )
         return (await execute_dml(self.session, stmt)).rowcount == 1
 
-    async def delete(self, *, user_id: int) -> bool:
-        """DELETE a user (their posts and sessions go by cascade); False if already gone."""
-        stmt = delete(User).where(User.id == user_id)
-        return (await execute_dml(self.session, stmt)).rowcount == 1
+    async def lock_if(self, *, user_id: int, verified_hash: str) -> bool:
+        """Lock the user's row for the rest of the transaction (``SELECT ... FOR UPDATE``).
+
+        False if the user is gone or their hash is no longer ``verified_hash``. Taken first, it
+        makes racing log-ins wait (``SessionRepository.start_if``) and then find the user gone,
+        instead of starting a session the transaction would not see. (SQLite has no row locks:
+        its ``BEGIN IMMEDIATE`` already holds the one write lock.)
+        """
+        stmt = (
+            select(User.id)
+            .where(User.id == user_id, User.password_hash == verified_hash)
+            .with_for_update()
+        )
+        return (await self.session.execute(stmt)).one_or_none() is not None
+
+    async def delete(self, *, user_id: int) -> None:
+        """DELETE a user (their posts and sessions go by cascade)."""
+        await execute_dml(self.session, delete(User).where(User.id == user_id))
 
 
 class SessionRepository:
@@ -85,6 +108,38 @@ class SessionRepository:
             created_at=utcnow(),
         )
         await execute_dml(self.session, stmt)
+        return session_id
+
+    async def start_if(
+        self, *, user_id: int, verified_hash: str, refresh_expires_at: dt.datetime
+    ) -> str | None:
+        """Start a session only if the user's password hash is still ``verified_hash``.
+
+        One statement, ``INSERT INTO sessions ... SELECT ... FROM users WHERE id = :user AND
+        password_hash = :verified FOR SHARE``: a log-in that verified a password which a
+        racing change or deletion has since replaced or removed starts nothing (``None``).
+        The shared lock makes it wait for a change or deletion in progress (each holds the
+        user's row lock from its first statement) and then read the committed row, on
+        PostgreSQL (READ COMMITTED re-reads a row it waited for) as on MySQL/MariaDB; SQLite
+        runs one writer at a time.
+        """
+        session_id = secrets.token_hex(16)
+        now = utcnow()
+        source = (
+            select(
+                literal(session_id),
+                User.id,
+                literal(0),
+                literal(refresh_expires_at, UTCDateTime()),
+                literal(now, UTCDateTime()),
+            )
+            .where(User.id == user_id, User.password_hash == verified_hash)
+            .with_for_update(read=True)
+        )
+        columns = ["id", "user_id", "refresh_counter", "refresh_expires_at", "created_at"]
+        stmt = insert(UserSession).from_select(columns, source)
+        if (await execute_dml(self.session, stmt)).rowcount != 1:
+            return None
         return session_id
 
     async def spend_refresh(

@@ -49,6 +49,14 @@ class InvalidRefreshToken(Unauthorized):
     detail = "Invalid refresh token"
 
 
+class CredentialsChanged(Unauthorized):
+    """A password change or deletion confirmed a password that a racing one has replaced.
+
+    The winner ended every session of the user, the caller's included, so this request is
+    refused as its token now is; nothing changed.
+    """
+
+
 class WrongPassword(Forbidden):
     """The password confirming a password change or a deletion is wrong."""
 
@@ -105,10 +113,12 @@ class AuthService:
         return self._tokens_for(user_id, sid, counter=0)
 
     async def log_in(self, credentials: CredentialsIn, client_address: str) -> TokenOut:
-        """Check the credentials and start a session (one SELECT, one INSERT).
+        """Check the credentials and start a session (one SELECT, one INSERT ... SELECT).
 
         Raises ``TooManyFailedLogins`` when throttled, ``InvalidCredentials`` on a bad password
-        or unknown email. A failure is counted; a success clears the email's count.
+        or unknown email, and on a password a racing change replaced (or an account a racing
+        deletion removed) after it was read. A failure is counted; a success clears the
+        email's count.
         """
         email = credentials.email.lower()
         await self.throttle.check(email, client_address)
@@ -116,11 +126,17 @@ class AuthService:
             found = await UserRepository(session).get_credentials(email)
         user_id, password_hash = found if found is not None else (None, None)
         # Verify even for an unknown email (against a dummy hash): one answer, one timing.
-        if not await self.hasher.verify(credentials.password, password_hash) or user_id is None:
+        correct = await self.hasher.verify(credentials.password, password_hash)
+        sid = None
+        if correct and user_id is not None and password_hash is not None:
+            # Only if the hash just verified is still the user's: a password change or an
+            # account deletion that won the race makes this the wrong password it now is.
+            sid = await self._start_session(user_id, password_hash)
+        if user_id is None or sid is None:
             await self.throttle.failed(email, client_address)
             raise InvalidCredentials()
         await self.throttle.succeeded(email)
-        return await self._start_session(user_id)
+        return self._tokens_for(user_id, sid, counter=0)
 
     async def refresh(self, refresh_token: str) -> TokenOut:
         """Spend a refresh token and return the session's next tokens (one UPDATE on success).
@@ -194,17 +210,18 @@ class AuthService:
         """Replace the password, end every session, start a fresh one.
 
         One SELECT to confirm the current password (throttled like a log-in), then one
-        transaction: UPDATE the hash, revoke all sessions, read their ids, INSERT the new one.
-        Raises ``TooManyFailedLogins``, ``WrongPassword``, ``UserGone``.
+        transaction: UPDATE the hash (only from the one just verified), revoke all sessions, read
+        their ids, INSERT the new one. Raises ``TooManyFailedLogins``, ``WrongPassword``,
+        ``UserGone``, ``CredentialsChanged``.
         """
-        await self._confirm_password(change.current_password, user_id, client_address)
+        verified = await self._confirm_password(change.current_password, user_id, client_address)
         new_hash = await self.hasher.hash(change.new_password)
         now = utcnow()
         async with transaction(self.sessions) as session:
             if not await UserRepository(session).set_password(
-                user_id=user_id, password_hash=new_hash
+                user_id=user_id, verified_hash=verified, password_hash=new_hash
             ):
-                raise UserGone()
+                raise CredentialsChanged()
             repo = SessionRepository(session)
             await repo.revoke_all(user_id=user_id, now=now)
             ended = await repo.ids_revoked_at(user_id=user_id, now=now)
@@ -216,22 +233,30 @@ class AuthService:
         """Remove the account; its posts and sessions go by cascade.
 
         One SELECT to confirm the password (throttled like a log-in), then one transaction:
-        revoke all sessions, read their ids, DELETE the user. Raises ``TooManyFailedLogins``,
-        ``WrongPassword``, ``UserGone``.
+        lock the user's row (if the hash is still the one verified), revoke all sessions, read
+        their ids, DELETE the user. Raises ``TooManyFailedLogins``, ``WrongPassword``,
+        ``UserGone``, ``CredentialsChanged``.
         """
-        await self._confirm_password(password, user_id, client_address)
+        verified = await self._confirm_password(password, user_id, client_address)
         now = utcnow()
         async with transaction(self.sessions) as session:
+            users = UserRepository(session)
+            # The user's row lock first: a racing log-in then waits, and finds the user gone.
+            if not await users.lock_if(user_id=user_id, verified_hash=verified):
+                raise CredentialsChanged()
             repo = SessionRepository(session)
             await repo.revoke_all(user_id=user_id, now=now)
             ended = await repo.ids_revoked_at(user_id=user_id, now=now)
-            if not await UserRepository(session).delete(user_id=user_id):
-                raise UserGone()
+            await users.delete(user_id=user_id)
         await self.session_check.forget(ended)
         await self.forget_user_data(user_id)
 
-    async def _confirm_password(self, password: str, user_id: int, client_address: str) -> None:
-        """Check the account's password as a log-in would: throttle first, count a failure."""
+    async def _confirm_password(self, password: str, user_id: int, client_address: str) -> str:
+        """Check the account's password as a log-in would: throttle first, count a failure.
+
+        Returns the hash it verified, for the change to be made only while it is still the
+        user's (a racing change confirmed with the same password must not win twice).
+        """
         async with self.sessions() as session:
             found = await UserRepository(session).get_email_and_hash(user_id=user_id)
         if found is None:
@@ -242,14 +267,16 @@ class AuthService:
             await self.throttle.failed(email, client_address)
             raise WrongPassword()
         await self.throttle.succeeded(email)
+        return password_hash
 
-    async def _start_session(self, user_id: int) -> TokenOut:
-        """INSERT a new session of the user and return its first tokens."""
+    async def _start_session(self, user_id: int, verified_hash: str) -> str | None:
+        """INSERT a new session of the user if ``verified_hash`` is still theirs; its id."""
         async with self.sessions() as session:
-            sid = await SessionRepository(session).start(
-                user_id=user_id, refresh_expires_at=utcnow() + self.refresh_lifetime
+            return await SessionRepository(session).start_if(
+                user_id=user_id,
+                verified_hash=verified_hash,
+                refresh_expires_at=utcnow() + self.refresh_lifetime,
             )
-        return self._tokens_for(user_id, sid, counter=0)
 
     def _tokens_for(self, user_id: int, session_id: str, *, counter: int) -> TokenOut:
         issued = self.tokens.issue(user_id, session_id)
