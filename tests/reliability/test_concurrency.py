@@ -82,6 +82,19 @@ async def test_racing_signups_of_one_email(http: httpx.AsyncClient) -> None:
     assert login.status_code == 200
 
 
+async def test_racing_wrong_passwords_are_checked_at_most_the_limit(
+    http: httpx.AsyncClient,
+) -> None:
+    """Twenty wrong passwords for one email at once, on both workers: the limit of them are
+    checked (401), the rest are 429 with ``Retry-After`` before any check."""
+    user = await sign_up(http)
+    wrong = {"email": user.email, "password": "wrong password!"}
+    answers = await asyncio.gather(*(http.post("/auth/login", json=wrong) for _ in range(20)))
+    statuses = Counter(a.status_code for a in answers)
+    assert statuses == {401: MAX_FAILURES_PER_EMAIL, 429: 20 - MAX_FAILURES_PER_EMAIL}, statuses
+    assert all(int(a.headers["retry-after"]) > 0 for a in answers if a.status_code == 429)
+
+
 async def test_racing_updates_and_deletes_of_one_post(http: httpx.AsyncClient) -> None:
     """Updates and deletes of one post at once, updates of another: no 5xx, one delete wins,
     every answer tells the truth, and the list agrees with the posts afterwards."""

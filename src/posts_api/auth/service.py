@@ -117,25 +117,25 @@ class AuthService:
 
         Raises ``TooManyFailedLogins`` when throttled, ``InvalidCredentials`` on a bad password
         or unknown email, and on a password a racing change replaced (or an account a racing
-        deletion removed) after it was read. A failure is counted; a success clears the
-        email's count.
+        deletion removed) after it was read. The attempt is counted first; a failure stays
+        counted, a success clears the email's count.
         """
         email = credentials.email.lower()
-        await self.throttle.check(email, client_address)
-        async with self.sessions() as session:
-            found = await UserRepository(session).get_credentials(email)
-        user_id, password_hash = found if found is not None else (None, None)
-        # Verify even for an unknown email (against a dummy hash): one answer, one timing.
-        correct = await self.hasher.verify(credentials.password, password_hash)
-        sid = None
-        if correct and user_id is not None and password_hash is not None:
-            # Only if the hash just verified is still the user's: a password change or an
-            # account deletion that won the race makes this the wrong password it now is.
-            sid = await self._start_session(user_id, password_hash)
-        if user_id is None or sid is None:
-            await self.throttle.failed(email, client_address)
-            raise InvalidCredentials()
-        await self.throttle.succeeded(email)
+        async with self.throttle.attempt(email, client_address) as attempt:
+            async with self.sessions() as session:
+                found = await UserRepository(session).get_credentials(email)
+            user_id, password_hash = found if found is not None else (None, None)
+            # Verify even for an unknown email (against a dummy hash): one answer, one timing.
+            correct = await self.hasher.verify(credentials.password, password_hash)
+            sid = None
+            if correct and user_id is not None and password_hash is not None:
+                # Only if the hash just verified is still the user's: a password change or an
+                # account deletion that won the race makes this the wrong password it now is.
+                sid = await self._start_session(user_id, password_hash)
+            if user_id is None or sid is None:
+                attempt.failed()
+                raise InvalidCredentials()
+            attempt.succeeded()
         return self._tokens_for(user_id, sid, counter=0)
 
     async def refresh(self, refresh_token: str) -> TokenOut:
@@ -252,7 +252,7 @@ class AuthService:
         await self.forget_user_data(user_id)
 
     async def _confirm_password(self, password: str, user_id: int, client_address: str) -> str:
-        """Check the account's password as a log-in would: throttle first, count a failure.
+        """Check the account's password as a log-in would: counted by the throttle first.
 
         Returns the hash it verified, for the change to be made only while it is still the
         user's (a racing change confirmed with the same password must not win twice).
@@ -262,11 +262,11 @@ class AuthService:
         if found is None:
             raise UserGone()
         email, password_hash = found
-        await self.throttle.check(email, client_address)
-        if not await self.hasher.verify(password, password_hash):
-            await self.throttle.failed(email, client_address)
-            raise WrongPassword()
-        await self.throttle.succeeded(email)
+        async with self.throttle.attempt(email, client_address) as attempt:
+            if not await self.hasher.verify(password, password_hash):
+                attempt.failed()
+                raise WrongPassword()
+            attempt.succeeded()
         return password_hash
 
     async def _start_session(self, user_id: int, verified_hash: str) -> str | None:

@@ -19,11 +19,18 @@ class Backend(Protocol):
     async def set(self, key: str, value: bytes, ttl: int | None) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (``None``: until evicted)."""
 
-    async def count(self, keys: Sequence[str], window: int) -> None:
-        """Add one to each counter; a new counter lives ``window`` seconds from now."""
+    async def count(self, keys: Sequence[str], window: int) -> list[tuple[int, int]]:
+        """Add one to each counter; return each one's new value and seconds left, in order.
 
-    async def ttl(self, key: str) -> int:
-        """Seconds until ``key`` expires; 0 when it is missing or has no expiry."""
+        Atomic per counter: of concurrent counts each gets a value of its own. A new counter
+        (or one whose window has ended) lives ``window`` seconds from now.
+        """
+
+    async def uncount(self, keys: Sequence[str], clear: Sequence[str]) -> None:
+        """Take one back from each counter of ``keys``, delete each of ``clear``.
+
+        A counter never goes below 0 and keeps its window.
+        """
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` if present."""

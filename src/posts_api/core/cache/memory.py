@@ -60,22 +60,33 @@ class MemoryBackend:
         except ValueError as exc:  # too large for the cache at all
             raise CacheRefused(f"{len(value)} bytes exceed the in-process cache") from exc
 
-    async def count(self, keys: Sequence[str], window: int) -> None:
-        """Increment fixed-window counters (stored as decimal bytes, like Redis)."""
+    async def count(self, keys: Sequence[str], window: int) -> list[tuple[int, int]]:
+        """Increment fixed-window counters (stored as decimal bytes, like Redis).
+
+        No ``await`` between reading and writing: atomic within the process.
+        """
         now = time.monotonic()
+        counted = []
         for key in keys:
             entry = self._counters.get(key)
             if entry is None or entry[0] <= now:
-                self._counters[key] = (now + window, b"1")
+                entry = (now + window, b"1")
             else:
-                self._counters[key] = (entry[0], b"%d" % (int(entry[1]) + 1))
+                entry = (entry[0], b"%d" % (int(entry[1]) + 1))
+            self._counters[key] = entry
+            # Whole seconds left, rounded up.
+            counted.append((int(entry[1]), max(1, int(entry[0] - now + 0.999))))
+        return counted
 
-    async def ttl(self, key: str) -> int:
-        """Whole seconds left, rounded up."""
-        entry = self._store(key).get(key)
-        if entry is None or entry[0] == float("inf"):
-            return 0
-        return max(0, int(entry[0] - time.monotonic() + 0.999))
+    async def uncount(self, keys: Sequence[str], clear: Sequence[str]) -> None:
+        """Take one back from live counters above 0; forget the ``clear`` ones."""
+        now = time.monotonic()
+        for key in keys:
+            entry = self._counters.get(key)
+            if entry is not None and entry[0] > now and int(entry[1]) > 0:
+                self._counters[key] = (entry[0], b"%d" % (int(entry[1]) - 1))
+        for key in clear:
+            self._counters.pop(key, None)
 
     async def delete(self, key: str) -> None:
         """Forget ``key``."""

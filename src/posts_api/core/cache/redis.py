@@ -11,6 +11,13 @@ from collections.abc import Sequence
 
 from posts_api.core.cache.resp import Command, RespClient
 
+UNCOUNT_SCRIPT = """
+local value = tonumber(redis.call('GET', KEYS[1]))
+if value and value > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+"""
+"""Take one back from a counter that exists and is above 0 (``DECR`` keeps its expiry)."""
+
 
 class RedisBackend:
     """Redis through the cache's own small client (``redis://``, ``rediss://``).
@@ -35,18 +42,37 @@ class RedisBackend:
         expiry = ("EX", ttl) if ttl is not None else ()
         await self._client.execute(("SET", key, value, *expiry))
 
-    async def count(self, keys: Sequence[str], window: int) -> None:
-        """``INCR`` and ``EXPIRE NX`` per key, pipelined: one round trip."""
+    async def count(self, keys: Sequence[str], window: int) -> list[tuple[int, int]]:
+        """``SET key 0 EX window NX``, ``INCR``, ``TTL`` per key, pipelined: one round trip.
+
+        The ``SET`` starts a window only for a missing key, and ``INCR`` keeps the expiry
+        (Redis 6.2 and later; ``EXPIRE ... NX`` would need 7). A key that expired between the
+        two comes back from ``INCR`` at 1 without an expiry (``TTL`` -1): one more round trip
+        gives it its window, so no counter outlives it.
+        """
         commands: list[Command] = []
         for key in keys:
-            commands += (("INCR", key), ("EXPIRE", key, window, "NX"))
+            commands += (("SET", key, 0, "EX", window, "NX"), ("INCR", key), ("TTL", key))
+        replies = await self._client.execute(*commands) if commands else []
+        counted = [(int(replies[i + 1]), int(replies[i + 2])) for i in range(0, len(replies), 3)]
+        endless = [
+            ("EXPIRE", key, window) for key, (_, ttl) in zip(keys, counted, strict=True) if ttl < 0
+        ]
+        if endless:
+            await self._client.execute(*endless)
+        return [(value, ttl if ttl > 0 else window) for value, ttl in counted]
+
+    async def uncount(self, keys: Sequence[str], clear: Sequence[str]) -> None:
+        """A decrement-if-positive script per key and ``DEL`` of ``clear``: one round trip.
+
+        A script because ``DECR`` of a key that expired meanwhile would make a new one, at -1
+        and without an expiry.
+        """
+        commands: list[Command] = [("EVAL", UNCOUNT_SCRIPT, 1, key) for key in keys]
+        if clear:
+            commands.append(("DEL", *clear))
         if commands:
             await self._client.execute(*commands)
-
-    async def ttl(self, key: str) -> int:
-        """``TTL``, with Redis's -1/-2 (no expiry/missing) mapped to 0."""
-        (seconds,) = await self._client.execute(("TTL", key))
-        return max(0, int(seconds))
 
     async def delete(self, key: str) -> None:
         """``DEL``."""
