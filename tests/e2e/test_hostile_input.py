@@ -55,7 +55,7 @@ def routes_with_a_body(client: AppClient, post_id: int) -> set[tuple[str, str]]:
         route = context.original_route
         if isinstance(route, APIRoute) and route.body_field is not None:
             path = route.path_format.replace("{post_id}", str(post_id))
-            found |= {(method, path) for method in route.methods}
+            found |= {(method, path) for method in route.methods or ()}
     return found
 
 
