@@ -25,7 +25,10 @@ def _email_syntax(value: str) -> str:
 
 
 EmailAddress = Annotated[
-    str, Field(max_length=254, json_schema_extra={"format": "email"}), AfterValidator(_email_syntax)
+    str,
+    Field(max_length=254, json_schema_extra={"format": "email"}),
+    Utf8,
+    AfterValidator(_email_syntax),
 ]
 """An email address of at most 254 characters, as typed (the service lower-cases it)."""
 

@@ -165,8 +165,8 @@ class TokenCodec:
 
     def _decode(self, token: str) -> tuple[int, str, float]:
         """Full verification: size, header, signature, algorithm, claims."""
-        if len(token) > MAX_TOKEN_LENGTH:
-            raise InvalidToken("token too long")
+        if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+            raise InvalidToken("not a token of ours (too long, or not ASCII)")
         try:
             header = jwt.get_unverified_header(token)
             if not header.keys() <= ALLOWED_HEADER:
@@ -223,9 +223,14 @@ class RefreshCodec:
         return f"{payload}.{self._mac(payload)}"
 
     def verify(self, token: str) -> RefreshClaim:
-        """Check form, length and MAC (constant-time); raise ``InvalidToken`` on any failure."""
-        if len(token) > MAX_REFRESH_TOKEN_LENGTH:
-            raise InvalidToken("refresh token too long")
+        """Check form, length and MAC (constant-time); raise ``InvalidToken`` on any failure.
+
+        Any string at all is answered so, whatever its length or characters.
+        """
+        if len(token) > MAX_REFRESH_TOKEN_LENGTH or not token.isascii():
+            # Ours are short ASCII; anything else (a lone surrogate, which no encoding takes,
+            # included) is refused before it is hashed.
+            raise InvalidToken("not a refresh token")
         parts = token.split(".")
         if len(parts) != 4:
             raise InvalidToken("not a refresh token")
