@@ -336,12 +336,11 @@ def verbs(statements: list[str]) -> list[str]:
 
 
 def list_read(backend: str) -> list[str]:
-    """The statements of a whole list read from the database (a list miss, or a streamed list).
+    """The statements of a short list read from the database (a list miss, or a streamed list).
 
-    One SELECT through a cursor; on PostgreSQL inside ``BEGIN``/``COMMIT``, without which
-    asyncpg keeps no cursor.
+    One SELECT per batch of posts (``posts.service.BATCH_ROWS``), on every database.
     """
-    return ["BEGIN", "SELECT", "COMMIT"] if backend == "postgres" else ["SELECT"]
+    return ["SELECT"]
 
 
 # servers in subprocesses -------------------------------------------------------------------------

@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, watch_sigterm: bool = False)
     # SQLite: the posts routes' statements share a connection of their own (see core.driver).
     sqlite = is_sqlite(settings.database)
     statements = DriverPool(create_engine(settings) if sqlite else engine, shared=sqlite)
+    lists = DriverPool(list_engine) if sqlite else statements  # SQLite: its own connections
     cache = create_cache(settings)
     lifecycle = Lifecycle(drain_seconds=settings.shutdown_drain_seconds)
     metrics.set_recording(enabled=settings.metrics_enabled)
@@ -106,7 +107,7 @@ def create_app(settings: Settings | None = None, *, watch_sigterm: bool = False)
     )
     session_check = SessionCheck(sessions, cache, ttl=tokens.lifetime_seconds)
     posts = PostService(
-        create_sessionmaker(list_engine),
+        lists,
         statements,
         cache,
         list_ttl=settings.posts_cache_ttl_seconds,

@@ -166,3 +166,23 @@ async def test_limits_at_the_bounds(client: httpx.AsyncClient, user: User, five:
     assert await ids(client, user, "?limit=1") == five[:1]
     assert await ids(client, user, "?limit=1000") == five
     assert await ids(client, user, f"?after={MAX_ID}") == []
+
+
+@pytest.mark.parametrize(("limit", "more"), [(7, True), (8, True), (9, False), (12, False)])
+async def test_a_page_above_the_cap_is_streamed_with_its_link(
+    make_app: MakeApp, limit: int, more: bool
+) -> None:
+    """A page whose JSON passes POSTS_CACHE_MAX_ENTRY_BYTES: no tag, no length, the right Link."""
+    client = await make_app(posts_cache_max_entry_bytes=500)
+    user = await sign_up(client)
+    mine = [await create(client, user, f"{i:03d}" + "x" * 97) for i in range(10)]
+    resp = await client.get(f"/posts?limit={limit}&after={mine[0]}", headers=user.auth)
+    assert resp.status_code == 200
+    assert "etag" not in resp.headers
+    assert "content-length" not in resp.headers  # streamed
+    expected = mine[1 : 1 + limit]
+    assert [post["post_id"] for post in resp.json()] == expected
+    assert [post["text"][:3] for post in resp.json()] == [f"{i:03d}" for i in range(1, 10)][:limit]
+    link = f'</posts?limit={limit}&after={expected[-1]}>; rel="next"' if more else None
+    assert resp.headers.get("link") == link
+    assert await walk(client, user, 4) == [mine[0:4], mine[4:8], mine[8:]]  # streamed pages too

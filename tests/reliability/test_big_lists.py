@@ -130,14 +130,23 @@ def sign_up(url: str) -> tuple[int, dict[str, str]]:
 
 
 def read_streamed_list(url: str, headers: dict[str, str]) -> tuple[int, list[tuple[int, str]]]:
-    """GET /posts, read as it arrives: total bytes and each item's (post_id, first 4 chars).
+    """GET /posts, read as it arrives: total bytes and each item's (post_id, first 4 chars)."""
+    total, items, _link = read_streamed(url + "/posts", headers)
+    return total, items
+
+
+def read_streamed(
+    url: str, headers: dict[str, str]
+) -> tuple[int, list[tuple[int, str]], str | None]:
+    """GET ``url``, read as it arrives: total bytes, each item's (post_id, first 4 chars), Link.
 
     Nothing of the body is kept beyond a small window, so the test's own memory stays small.
     """
     total, items, window, first, last = 0, [], b"", b"", b""
-    with httpx.stream("GET", url + "/posts", headers=headers, timeout=120) as resp:
+    with httpx.stream("GET", url, headers=headers, timeout=120) as resp:
         assert resp.status_code == 200
         assert "etag" not in resp.headers
+        link = resp.headers.get("link")
         for chunk in resp.iter_raw(1 << 16):
             first = first or chunk[:1]
             last = chunk[-1:]
@@ -149,7 +158,7 @@ def read_streamed_list(url: str, headers: dict[str, str]) -> tuple[int, list[tup
                 end = found.end()
             window = window[max(end, len(window) - 64) :]
     assert (first, last) == (b"[", b"]")
-    return total, items
+    return total, items, link
 
 
 @pytest.mark.parametrize("setup", ["sqlite", "mysql", "postgres"])
@@ -172,6 +181,13 @@ def test_a_huge_list_streams_in_bounded_memory_and_spares_the_cache(
         big_id, big = sign_up(server.url)
         where.execute(where.fill, (big_id,))
         before = peak_rss(server)
+        # A page of 200 of those posts (200 MiB) first: it too must stream, its Link right.
+        page_bytes, page_items, link = read_streamed(server.url + "/posts?limit=200", big)
+        assert [text for _, text in page_items] == [f"{i:04d}" for i in range(1, 201)]
+        assert page_bytes > 200 * POST_BYTES
+        assert link == f'</posts?limit=200&after={page_items[-1][0]}>; rel="next"'
+        page_growth = peak_rss(server) - before
+        assert page_growth < RSS_GROWTH_LIMIT, f"peak RSS {before} -> {before + page_growth} bytes"
         total, items = read_streamed_list(server.url, big)
         growth = peak_rss(server) - before
 

@@ -297,7 +297,7 @@ def _texts_as_stored(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 # (every row indexed, no index entry out of order); it raises if anything is corrupt.
 PG_INTEGRITY_CHECK = (
     "SELECT 'ok' FROM (SELECT bt_index_parent_check(c.oid, true) FROM pg_class c "
-    "WHERE c.relname IN ('pk_posts', 'ix_posts_user_id')) AS checked LIMIT 1"
+    "WHERE c.relname IN ('pk_posts', 'ix_posts_user_id_id')) AS checked LIMIT 1"
 )
 
 

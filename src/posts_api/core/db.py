@@ -129,8 +129,7 @@ PREPARED_STATEMENT_CACHE_SIZE = 256
 
 # SQLite connections each process keeps (see ``create_engine``).
 SQLITE_POOL_SIZE = 1
-# SQLite connections a process may have open at once for lists read through a cursor (see
-# ``create_list_engine``): one kept, the others opened when needed and closed when returned.
+# SQLite connections a process keeps for reading lists and pages (see ``create_list_engine``).
 SQLITE_LIST_READERS = 4
 
 
@@ -143,8 +142,7 @@ def create_engine(
     foreign keys and a busy timeout. MySQL/MariaDB: utf8mb4, a bounded connect and pool wait time.
     PostgreSQL: the same pool bounds, asyncpg's connect timeout, and prepared statements kept
     per connection. ``autocommit=False`` gives a transactional engine (migrations use it).
-    ``sqlite_connections``: how many connections a SQLite engine may have open at once (one is
-    kept in the pool).
+    ``sqlite_connections``: how many connections a SQLite engine keeps (and may have open).
     """
     url = settings.database
     timeout = settings.db_timeout_seconds
@@ -160,8 +158,8 @@ def create_engine(
         # pool's queue, and each is a thread of its own (aiosqlite). A request waits for it at
         # most DB_TIMEOUT_SECONDS, then answers 503.
         options |= {
-            "pool_size": SQLITE_POOL_SIZE,
-            "max_overflow": sqlite_connections - SQLITE_POOL_SIZE,
+            "pool_size": sqlite_connections,
+            "max_overflow": 0,
             "pool_timeout": timeout,
             "connect_args": {"timeout": timeout},
         }
@@ -192,11 +190,11 @@ def create_engine(
 def create_list_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
     """The engine lists are read through: ``engine`` itself, except on SQLite.
 
-    A list too large to cache is streamed to the client as it is read, and its cursor holds a
-    connection until the client has taken the last byte. On SQLite, where ``engine`` has a
-    single connection for the whole process, a slow client would stall every other request:
-    lists get connections of their own there (under WAL a reader never waits for the writer),
-    up to ``SQLITE_LIST_READERS`` at once.
+    A list is read in batches of up to a few MiB, each SELECT on a connection taken for it
+    alone. On SQLite, where ``engine`` has a single connection for the whole process, those
+    reads get ``SQLITE_LIST_READERS`` connections of their own, kept (under WAL a reader never
+    waits for the writer), so they run beside the other requests' statements, not in their
+    queue.
     """
     if not is_sqlite(engine.url):
         return engine

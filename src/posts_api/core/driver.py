@@ -13,8 +13,8 @@ and ``PostText`` convert exactly as they do in a session), and the pool (checkou
 pragmas of a new connection, the pool's bounds and wait, invalidation). Only the execution goes
 to the driver: aiosqlite, asyncmy or asyncpg, on the connection the pool hands out.
 
-Where: the one-row statements of the posts routes (``posts.repository``). Lists read through a
-server-side cursor and multi-statement transactions keep the session (``core.db``).
+Where: the statements of the posts routes (``posts.repository``), lists and pages included.
+Multi-statement transactions and the auth statements keep the session (``core.db``).
 
 Errors keep their meaning: a driver error becomes the ``DBAPIError`` SQLAlchemy would have
 raised (a lost connection is an ``OperationalError``, so a 503; a broken constraint an

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter
 
 from posts_api.posts.conditions import list_tag
-from posts_api.posts.repository import PostRow, StoredPost
+from posts_api.posts.repository import StoredPost
 from posts_api.posts.schemas import PostOut
 
 MAGIC = b"PL1"
@@ -33,7 +33,7 @@ HEADER = struct.Struct("<3sI24s")  # a list tag is always 24 bytes: quotes aroun
 _POST = TypeAdapter(PostOut)
 
 
-def serialize(row: PostRow | StoredPost) -> bytes:
+def serialize(row: StoredPost) -> bytes:
     """One post as the compact JSON object the API returns in lists."""
     return _POST.dump_json(PostOut.model_validate(row))
 

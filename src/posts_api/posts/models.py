@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ForeignKey, Text
+from sqlalchemy import ForeignKey, Index, Text
 from sqlalchemy.dialects.mysql import MEDIUMTEXT
 from sqlalchemy.dialects.postgresql import BYTEA
 from sqlalchemy.engine import Dialect
@@ -52,11 +52,15 @@ class Post(Base):
     """A user's post. Deleting the user deletes their posts (``ON DELETE CASCADE``)."""
 
     __tablename__ = "posts"
-    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - ids are never reused
+    # A user's posts in id order, read from the index alone (lists and pages are keyset reads).
+    __table_args__ = (
+        Index("ix_posts_user_id_id", "user_id", "id"),
+        {"sqlite_autoincrement": True},  # ids are never reused
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     # A string target: posts need nothing from the auth package.
-    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"))
     text: Mapped[str] = mapped_column(PostText())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -2,37 +2,40 @@
 
 A post that is not the caller's is indistinguishable from one that does not exist: both match
 no row. Every method is one statement, except ``update_owned`` on databases without
-``UPDATE ... RETURNING`` (MySQL, MariaDB), which adds one SELECT, and ``stream_for_user`` on
-PostgreSQL, whose cursor needs ``BEGIN``/``COMMIT`` around its SELECT. Lists are read in the
-primary-key order through the ``(user_id)`` index, whose entries carry the id: keyset pages
+``UPDATE ... RETURNING`` (MySQL, MariaDB), which adds one SELECT. Lists are read in the
+primary-key order through the ``(user_id)`` index, whose entries carry the id: keyset batches
 (``id > after ... LIMIT``) need no OFFSET.
 
 The statements are Core, built once here with named parameters, and run on the driver's own
-connection (``core.driver``: compiled once per dialect, no session): these are the one-row
-statements of the busiest routes. Only the streamed list goes through a session, for its
-server-side cursor.
+connection (``core.driver``: compiled once per dialect, no session).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import AsyncGenerator, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, Delete, Row, Update, bindparam, delete, false, insert, select
-from sqlalchemy import text as sql_text
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Update,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from posts_api.core.db import utcnow
 from posts_api.core.driver import DriverConnection
 from posts_api.posts.models import Post
 
 COLUMNS = (Post.id.label("post_id"), Post.text, Post.created_at, Post.updated_at)
-PostRow = Row[int, str, dt.datetime, dt.datetime]
-"""A post as a session selects it: ``post_id``, ``text``, ``created_at``, ``updated_at``."""
 
 
 class StoredPost(NamedTuple):
@@ -40,6 +43,19 @@ class StoredPost(NamedTuple):
 
     post_id: int
     text: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ListedPost(NamedTuple):
+    """A post as a batch of a list reads it.
+
+    ``text`` is ``None`` when it is too long to come inline (``batch_for_user``): the post must
+    then be read on its own.
+    """
+
+    post_id: int
+    text: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -52,11 +68,30 @@ OWNED = (Post.id == bindparam("post_id"), Post.user_id == bindparam("user_id"))
 SELECT_OWNED = select(*COLUMNS).where(*OWNED)
 SELECT_ID_OWNED = select(Post.id).where(*OWNED)
 SELECT_CREATED_AT = select(Post.created_at).where(*OWNED)
-SELECT_PAGE = (
-    select(*COLUMNS)
-    .where(Post.user_id == bindparam("user_id"), Post.id > bindparam("after"))
+# A post's length as the database counts it: characters on SQLite, bytes on MySQL and on
+# PostgreSQL (its ``bytea``, whose length is read without fetching the value).
+_LENGTH = func.length(Post.text)
+SELECT_BATCH = (
+    select(
+        Post.id.label("post_id"),
+        case((bindparam("inline") >= _LENGTH, Post.text)).label("text"),
+        Post.created_at,
+        Post.updated_at,
+    )
+    .where(
+        Post.user_id == bindparam("user_id"),
+        Post.id > bindparam("after"),
+        Post.id <= bindparam("upto"),
+    )
     .order_by(Post.id)
     .limit(bindparam("limit"))
+)
+SELECT_IDS_AFTER = (
+    select(Post.id)
+    .where(Post.user_id == bindparam("user_id"), Post.id > bindparam("after"))
+    .order_by(Post.id)
+    .limit(2)
+    .offset(bindparam("skip"))
 )
 INSERT = insert(Post).values(
     user_id=bindparam("user_id"),
@@ -82,10 +117,29 @@ class PostRepository:
         assert isinstance(post_id, int)
         return post_id
 
-    async def page_for_user(self, *, user_id: int, after: int, limit: int) -> list[StoredPost]:
-        """SELECT at most ``limit`` of the user's posts with ids above ``after``, in id order."""
-        rows = await self.connection.fetch(SELECT_PAGE, user_id=user_id, after=after, limit=limit)
-        return [StoredPost(*row) for row in rows]
+    async def batch_for_user(
+        self, *, user_id: int, after: int, upto: int, limit: int, inline: int
+    ) -> list[ListedPost]:
+        """SELECT at most ``limit`` of the user's posts with ids in (``after``, ``upto``].
+
+        In id order. A text longer than ``inline`` (characters on SQLite, bytes elsewhere) is
+        left out (``None``), so the answer's size is bounded by ``limit`` x ``inline``, whatever
+        the posts.
+        """
+        rows = await self.connection.fetch(
+            SELECT_BATCH, user_id=user_id, after=after, upto=upto, limit=limit, inline=inline
+        )
+        return [ListedPost(*row) for row in rows]
+
+    async def ids_after(self, *, user_id: int, after: int, skip: int) -> list[int]:
+        """SELECT at most two ids of the user's posts above ``after``, the first ``skip`` skipped.
+
+        The last post of a page, then the first one after it: one range scan of the index.
+        """
+        rows = await self.connection.fetch(
+            SELECT_IDS_AFTER, user_id=user_id, after=after, skip=skip
+        )
+        return [row[0] for row in rows]
 
     async def get_owned(self, *, user_id: int, post_id: int) -> StoredPost | None:
         """SELECT one post if it exists and is the user's."""
@@ -138,36 +192,6 @@ class PostRepository:
         statement = _delete(tags=None if updated_in is None else len(updated_in))
         values = _values(user_id=user_id, post_id=post_id, updated_in=updated_in)
         return (await self.connection.execute(statement, **values)).rowcount > 0
-
-
-async def stream_for_user(
-    session: AsyncSession, *, user_id: int, after: int, batch: int
-) -> AsyncGenerator[Sequence[PostRow], None]:
-    """The user's posts with ids above ``after``, in id order, ``batch`` rows at a time.
-
-    One SELECT through a server-side cursor: rows are fetched as they are consumed, so
-    memory holds one batch, not the list (asyncmy: an unbuffered cursor; aiosqlite: batched
-    fetches; asyncpg: a portal read 50 rows per Execute, SQLAlchemy's adapter's fixed size).
-    A PostgreSQL portal lives only as long as its transaction, and an autocommit statement's
-    implicit one ends at its first Sync: on that database the SELECT is wrapped in
-    ``BEGIN``/``COMMIT``, the only way asyncpg keeps a cursor. Stopping early leaves the
-    cursor (and there the transaction) open: the caller must then invalidate the session's
-    connection (see ``PostService``), cheaper than reading the rest of the rows to close it.
-    """
-    stmt = (
-        select(*COLUMNS)
-        .where(Post.user_id == user_id, Post.id > after)
-        .order_by(Post.id)
-        .execution_options(yield_per=batch)
-    )
-    in_transaction = session.get_bind().dialect.name == "postgresql"
-    if in_transaction:
-        await session.execute(sql_text("BEGIN"))
-    result = await session.stream(stmt)
-    async for rows in result.partitions():
-        yield rows
-    if in_transaction:  # read only: COMMIT merely ends it
-        await session.execute(sql_text("COMMIT"))
 
 
 @functools.lru_cache(maxsize=32)

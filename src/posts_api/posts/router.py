@@ -49,7 +49,8 @@ class ClosingStream(StreamingResponse):
     """A streamed body whose iterator is closed however the response ends.
 
     Starlette stops iterating when the client goes away but leaves the iterator to the garbage
-    collector; closing it at once releases the database connection it holds.
+    collector; closing it at once frees the batch of posts it holds (it holds no connection
+    between batches, so an iterator closed before it started has nothing else to give back).
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -94,11 +95,12 @@ async def list_posts(request: Request) -> Response:
         if_none_match=call.if_none_match,
         cached=call.cached,
     )
-    if not isinstance(answer, Page):  # too large to cache: streamed, without a tag
-        return ClosingStream(answer.chunks, media_type="application/json", headers=PRIVATE)
     link = None
     if answer.next_after is not None:
         link = f'</posts?limit={call.query.limit}&after={answer.next_after}>; rel="next"'
+    if not isinstance(answer, Page):  # too large to cache: streamed, without a tag
+        headers = PRIVATE if link is None else PRIVATE | {"Link": link}
+        return ClosingStream(answer.chunks, media_type="application/json", headers=headers)
     return _tagged(answer.etag, answer.body, link)
 
 

@@ -2,20 +2,22 @@
 
 The list of a user's posts is cached as the exact JSON bytes of the response with its tag and
 item offsets (``posts.listing``), so a hit, a page cut from it or a 304 costs one cache round
-trip and no database call, no serialization. A list too large to cache is streamed from the
-database instead. Every write by the user replaces the list's version after the database has the
-change and before the client hears of it: their very next GET /posts is a miss that sees the
+trip and no database call, no serialization. A list or page too large to cache is streamed from
+the database instead. Every write by the user replaces the list's version after the database has
+the change and before the client hears of it: their very next GET /posts is a miss that sees the
 write, in any worker on any host sharing the cache.
+
+Lists and pages are read in keyset batches (``id > last ... LIMIT``), each SELECT on a
+connection taken for it alone and given back before its rows are sent: a stream whose client
+stops reading holds no connection, whatever the list's size, and a batch's size is bounded
+whatever the posts' (long texts are read one post at a time).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-
-import anyio
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from posts_api.core.cache import Cache
 from posts_api.core.driver import DriverPool
@@ -23,19 +25,20 @@ from posts_api.core.errors import NotFound, PreconditionFailed, UserGone
 from posts_api.ops import metrics
 from posts_api.posts.conditions import TagList, updated_at_named
 from posts_api.posts.listing import CachedList, ListQuery, Page, serialize
-from posts_api.posts.repository import (
-    PostRepository,
-    PostRow,
-    StoredPost,
-    UnknownOwner,
-    stream_for_user,
-)
+from posts_api.posts.repository import PostRepository, StoredPost, UnknownOwner
 from posts_api.posts.schemas import PostIn, PostOut
 
-# Rows fetched per round of a streamed list: posts may be 1 MiB each, so a batch stays small.
-STREAM_BATCH = 8
+# Rows per SELECT of a list or page. With INLINE_TEXT_BYTES, a batch's texts are at most 2 MiB
+# (8 MiB of UTF-8 on SQLite, which counts characters): a list or page of up to 255 short posts
+# is one SELECT, and a stalled stream keeps at most one batch in memory.
+BATCH_ROWS = 256
+# Texts up to this long come inside their batch; a longer one is read alone, when it is sent
+# (one SELECT per post of 8 KiB or more: its statement costs little beside its bytes).
+INLINE_TEXT_BYTES = 8192
 # A streamed list is sent in pieces of about this size: few sends for small posts.
 CHUNK_BYTES = 256 * 1024
+# The highest id there can be: "no upper bound" for a batch.
+MAX_ID = 2**63 - 1
 
 CachedRead = tuple[bytes | None, bytes | None]
 """What ``Cache.get_fresh`` answers for a list: ``(entry or None, version tag)``."""
@@ -43,13 +46,15 @@ CachedRead = tuple[bytes | None, bytes | None]
 
 @dataclass(frozen=True)
 class Stream:
-    """A list too large to cache, sent as it is read: no tag, nothing cached.
+    """A list or page too large to cache, sent as it is read: no tag, nothing cached.
 
-    ``chunks`` owns a database session until it is exhausted or closed: whoever sends it must
-    ``aclose()`` it when done, whether the client read it all or went away.
+    ``chunks`` holds no database connection while it waits to be read (each batch takes one
+    and gives it back); closing it (``aclose()``) drops the batch it holds, started or not.
+    ``next_after`` is the page's last id when posts remain after it (the ``Link`` header).
     """
 
     chunks: AsyncIterator[bytes]
+    next_after: int | None = None
 
 
 class PostNotFound(NotFound):
@@ -68,14 +73,14 @@ class PostService:
     """The posts use cases, for one process: built once by ``create_app``, injected per request.
 
     Each method takes a connection only when it needs the database, so a cache hit never
-    touches the connection pool; the connection is released before the method returns. One-row
-    statements run on the driver's connection (``core.driver``); a streamed list, whose cursor
-    outlives the method, through a session.
+    touches the connection pool; the connection is released before the method returns (a
+    streamed list takes one per batch). Statements run on the driver's connection
+    (``core.driver``).
     """
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        lists: DriverPool,
         database: DriverPool,
         cache: Cache,
         *,
@@ -83,12 +88,12 @@ class PostService:
         max_entry_bytes: int,
         page_max: int,
     ) -> None:
-        """Use ``database`` (``sessions`` for streamed lists), ``cache`` for lists (``list_ttl`` s).
+        """Use ``database`` (``lists`` for lists and pages), ``cache`` for lists (``list_ttl`` s).
 
-        Lists whose JSON exceeds ``max_entry_bytes`` are streamed, never cached; a page holds
-        at most ``page_max`` posts.
+        Lists and pages whose JSON exceeds ``max_entry_bytes`` are streamed, never cached; a
+        page holds at most ``page_max`` posts.
         """
-        self.sessions = sessions
+        self.lists = lists
         self.database = database
         self.cache = cache
         self.list_ttl = list_ttl
@@ -105,12 +110,12 @@ class PostService:
     ) -> Page | Stream:
         """The user's posts that ``query`` asks for, in id order.
 
-        From the cached list when there is one (no database call), else one SELECT: a page
-        with ``LIMIT`` (not cached), or the list through a cursor, cached if it fits in
-        ``max_entry_bytes`` and streamed (``Stream``) if not. ``cached`` is the cache read of
-        this user's list when the caller already made it (same answer as ``get_fresh``). A miss
-        stores its result under the version read before querying, so a write that lands in
-        between makes this result stale at once instead of hiding the write.
+        From the cached list when there is one (no database call), else read in batches
+        (``_read``): cached if it is the whole list and fits in ``max_entry_bytes``, streamed
+        (``Stream``) if it does not fit. ``cached`` is the cache read of this user's list when
+        the caller already made it (same answer as ``get_fresh``). A miss stores its result
+        under the version read before querying, so a write that lands in between makes this
+        result stale at once instead of hiding the write.
         """
         name = list_name(user_id)
         entry, version = cached if cached is not None else await self.cache.get_fresh(name)
@@ -118,58 +123,101 @@ class PostService:
         (metrics.counters.cache_miss if listed is None else metrics.counters.cache_hit).inc()
         if listed is not None:
             page = listed.page(user_id=user_id, query=query)
-        elif query.limit is not None:
-            page = await self._read_page(user_id=user_id, after=query.after, limit=query.limit)
         else:
-            read = await self._read_list(user_id=user_id, after=query.after)
+            read = await self._read(user_id=user_id, query=query)
             if isinstance(read, Stream):
                 return read
-            if query.after == 0:
-                await self.cache.put_fresh(name, version, read.pack(), self.list_ttl)
-            page = read.page(user_id=user_id, query=query)
+            listed, following = read
+            if query.limit is None and query.after == 0:  # the whole list
+                await self.cache.put_fresh(name, version, listed.pack(), self.list_ttl)
+            page = Page(listed.body, listed.etag, following)
         if if_none_match is not None and if_none_match.matches_weakly(page.etag):
             return Page(None, page.etag, page.next_after)
         return page
 
-    async def _read_page(self, *, user_id: int, after: int, limit: int) -> Page:
-        """One SELECT of ``limit`` + 1 rows: the extra one says whether a next page exists."""
-        async with self.database.connect() as connection:
-            rows = await PostRepository(connection).page_for_user(
-                user_id=user_id, after=after, limit=limit + 1
-            )
-        following = rows[limit - 1].post_id if len(rows) > limit else None
-        ids = [row.post_id for row in rows[:limit]]
-        listed = CachedList.build(
-            user_id=user_id, ids=ids, items=[serialize(r) for r in rows[:limit]]
-        )
-        return Page(listed.body, listed.etag, following)
+    async def _read(
+        self, *, user_id: int, query: ListQuery
+    ) -> tuple[CachedList, int | None] | Stream:
+        """The posts ``query`` asks for, and the page's last id if posts follow; or a stream.
 
-    async def _read_list(self, *, user_id: int, after: int) -> CachedList | Stream:
-        """Read the posts above ``after`` through a cursor; a ``Stream`` once they pass the cap.
-
-        Until the JSON passes ``max_entry_bytes`` the items are kept; past it, the session and
-        the cursor are handed to the stream, which sends what was kept and then the rest.
+        A page reads ``limit`` + 1 posts: the extra one says whether a next page exists. Until
+        the JSON passes ``max_entry_bytes`` the items are kept; past it, they are handed to a
+        ``Stream`` that sends them, then reads the rest. A page's ``Link`` goes out before its
+        body, so its last id is looked up first (``_page_end``), and the stream stops there.
         """
-        session = self.sessions()
-        batches = stream_for_user(session, user_id=user_id, after=after, batch=STREAM_BATCH)
+        limit = query.limit
+        rows = self._posts(
+            user_id=user_id, after=query.after, count=None if limit is None else limit + 1
+        )
         ids: list[int] = []
         items: list[bytes] = []
         size = 2
-        finished = handed_over = False
-        try:
-            async for rows in batches:
-                for row in rows:
-                    items.append(serialize(row))
-                    ids.append(row.post_id)
-                    size += len(items[-1]) + 1
-                if size > self.max_entry_bytes:
-                    handed_over = True  # the stream owns the session and the cursor now
-                    return Stream(_stream(session, batches, items))
-            finished = True
-        finally:
-            if not handed_over:
-                await _release(session, batches, finished=finished)
-        return CachedList.build(user_id=user_id, ids=ids, items=items)
+        async for row in rows:
+            if len(ids) == limit:  # the extra post: a next page exists
+                await rows.aclose()
+                return CachedList.build(user_id=user_id, ids=ids, items=items), ids[-1]
+            items.append(serialize(row))
+            ids.append(row.post_id)
+            size += len(items[-1]) + 1
+            if size > self.max_entry_bytes:
+                if limit is None:
+                    return Stream(_stream(items, rows))
+                remaining = limit - len(ids)
+                upto, following = await self._page_end(
+                    user_id=user_id, after=ids[-1], remaining=remaining
+                )
+                return Stream(_stream(items, _until(rows, upto=upto, count=remaining)), following)
+        return CachedList.build(user_id=user_id, ids=ids, items=items), None
+
+    async def _page_end(
+        self, *, user_id: int, after: int, remaining: int
+    ) -> tuple[int, int | None]:
+        """Where a page ends that has ``remaining`` posts to go after ``after``.
+
+        Its last id (``MAX_ID`` if fewer remain), and that id again if more posts follow it
+        (else None): one SELECT of at most two ids.
+        """
+        async with self.lists.connect() as connection:
+            repo = PostRepository(connection)
+            if remaining == 0:  # the page is whole: does any post follow it?
+                found = [after, *await repo.ids_after(user_id=user_id, after=after, skip=0)]
+            else:
+                found = await repo.ids_after(user_id=user_id, after=after, skip=remaining - 1)
+        if not found:
+            return MAX_ID, None
+        return found[0], (found[0] if len(found) > 1 else None)
+
+    async def _posts(
+        self, *, user_id: int, after: int, upto: int = MAX_ID, count: int | None
+    ) -> AsyncGenerator[StoredPost, None]:
+        """The user's posts with ids in (``after``, ``upto``], at most ``count`` (None: all).
+
+        One SELECT per ``BATCH_ROWS`` posts, and one per long text, each on a connection taken
+        for it and given back before the posts are yielded: however slowly the caller takes
+        them, it holds no connection. The batches are not one snapshot: a write that lands
+        between two of them shows in the later one (a post is yielded once, in id order).
+        """
+        while count is None or count > 0:
+            want = BATCH_ROWS if count is None else min(count, BATCH_ROWS)
+            async with self.lists.connect() as connection:
+                batch = await PostRepository(connection).batch_for_user(
+                    user_id=user_id, after=after, upto=upto, limit=want, inline=INLINE_TEXT_BYTES
+                )
+            for listed in batch:
+                if listed.text is not None:
+                    yield StoredPost(listed.post_id, listed.text, *listed[2:])
+                    continue
+                async with self.lists.connect() as connection:  # a long text: read alone
+                    post = await PostRepository(connection).get_owned(
+                        user_id=user_id, post_id=listed.post_id
+                    )
+                if post is not None:  # else deleted since the batch was read
+                    yield post
+            if len(batch) < want:
+                return
+            after = batch[-1].post_id
+            if count is not None:
+                count -= len(batch)
 
     async def get_post(self, *, user_id: int, post_id: int) -> PostOut:
         """Return one of the user's posts (one SELECT). Raises ``PostNotFound``."""
@@ -277,44 +325,39 @@ async def _refuse(
     raise PostNotFound()
 
 
+async def _until(
+    rows: AsyncGenerator[StoredPost, None], *, upto: int, count: int
+) -> AsyncGenerator[StoredPost, None]:
+    """The first ``count`` of ``rows`` whose ids are at most ``upto`` (the rest of a page)."""
+    try:
+        async for row in rows:
+            if count == 0 or row.post_id > upto:
+                return
+            count -= 1
+            yield row
+    finally:
+        await rows.aclose()
+
+
 async def _stream(
-    session: AsyncSession, batches: AsyncGenerator[Sequence[PostRow], None], kept: list[bytes]
+    kept: list[bytes], rest: AsyncGenerator[StoredPost, None]
 ) -> AsyncIterator[bytes]:
-    """The JSON array: the items already read, then each batch as the cursor yields it.
+    """The JSON array: the items already read (at least one), then each post of ``rest``.
 
     A database failure mid-way raises here, after the status line went out: the server then
-    cuts the connection and the client sees a truncated body. The session is released however
-    the stream ends.
+    cuts the connection and the client sees a truncated body. Nothing is held but memory: a
+    stream closed early, or before it started, has no connection to give back.
     """
-    finished = False
     try:
         yield b"[" + b",".join(kept)
         kept.clear()
         chunk = bytearray()
-        async for rows in batches:
-            for row in rows:  # one post at a time: a batch of 1 MiB posts is never doubled
-                chunk += b","
-                chunk += serialize(row)
-                if len(chunk) >= CHUNK_BYTES:
-                    yield bytes(chunk)
-                    chunk.clear()
-        finished = True
+        async for row in rest:
+            chunk += b","
+            chunk += serialize(row)
+            if len(chunk) >= CHUNK_BYTES:
+                yield bytes(chunk)
+                chunk.clear()
         yield bytes(chunk + b"]")
     finally:
-        await _release(session, batches, finished=finished)
-
-
-async def _release(
-    session: AsyncSession, batches: AsyncGenerator[Sequence[PostRow], None], *, finished: bool
-) -> None:
-    """Give the connection back, or drop it if its cursor may still hold rows.
-
-    Dropping is cheaper than reading the rest of the rows to close the cursor. Shielded: a
-    client that went away cancels the request, not this clean-up.
-    """
-    with anyio.CancelScope(shield=True):
-        await batches.aclose()
-        if finished:
-            await session.close()
-        else:
-            await session.invalidate()
+        await rest.aclose()
