@@ -7,8 +7,10 @@ confirmations of a password change or an account deletion, go through the thrott
 
 Sessions: signup, login and password change start one; access tokens carry its ``sid``; a
 refresh token (``core/security.RefreshCodec``) works once. Presenting a spent one is reuse
-(RFC 9700, 4.14.2): the session is revoked. Every revocation writes the database, then
-invalidates the cached session state (``SessionCheck.forget``), before the answer leaves.
+(RFC 9700, 4.14.2): the session is revoked. Every revocation writes the database inside
+``SessionCheck.ending``, which marks the user's cached session states first: when the cache
+cannot be told, the revocation is refused (``CacheUnavailable``, a 503) before anything is
+written, so a 2xx is only given to a revocation that holds on every host.
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ class AuthService:
         A token that fails its MAC costs no database round trip. A genuine token that cannot be
         spent costs one more UPDATE, which revokes the session if the token was already spent
         (reuse, or the loser of a race: both present a spent token). Raises
-        ``InvalidRefreshToken`` for every failure.
+        ``InvalidRefreshToken`` for every failure, ``CacheUnavailable`` (nothing revoked) when
+        that revocation could not be made to hold on every host.
         """
         try:
             claim = self.refresh_tokens.verify(refresh_token)
@@ -146,11 +149,11 @@ class AuthService:
                 refresh_expires_at=now + self.refresh_lifetime,
             ):
                 return self._tokens_for(uid, sid, counter=counter + 1)
-            reused = await repo.revoke_if_spent(
-                session_id=sid, user_id=uid, counter=counter, now=now
-            )
+            async with self.session_check.ending(user_id=uid):  # it may revoke: mark first
+                reused = await repo.revoke_if_spent(
+                    session_id=sid, user_id=uid, counter=counter, now=now
+                )
         if reused:
-            await self.session_check.forget((claim.session_id,))
             self._reuse_detected(claim.user_id, claim.session_id)
         raise InvalidRefreshToken()
 
@@ -163,21 +166,22 @@ class AuthService:
         log.warning("refresh token reuse: session %s of user %d revoked", session_id, user_id)
 
     async def log_out(self, *, user_id: int, session_id: str) -> None:
-        """End the caller's session (one UPDATE); the user's other sessions keep working."""
-        async with self.sessions() as session:
+        """End the caller's session (one UPDATE); the user's other sessions keep working.
+
+        Raises ``CacheUnavailable`` (nothing ended) when that could not hold on every host.
+        """
+        async with self.session_check.ending(user_id=user_id), self.sessions() as session:
             await SessionRepository(session).revoke(
                 session_id=session_id, user_id=user_id, now=utcnow()
             )
-        await self.session_check.forget((session_id,))
 
     async def log_out_everywhere(self, *, user_id: int) -> None:
-        """End every session of the user (one UPDATE, then one SELECT of what it ended)."""
-        now = utcnow()
-        async with self.sessions() as session:
-            repo = SessionRepository(session)
-            await repo.revoke_all(user_id=user_id, now=now)
-            ended = await repo.ids_revoked_at(user_id=user_id, now=now)
-        await self.session_check.forget(ended)
+        """End every session of the user (one UPDATE).
+
+        Raises ``CacheUnavailable`` (nothing ended) when that could not hold on every host.
+        """
+        async with self.session_check.ending(user_id=user_id), self.sessions() as session:
+            await SessionRepository(session).revoke_all(user_id=user_id, now=utcnow())
 
     async def get_account(self, *, user_id: int) -> AccountOut:
         """The caller's account as stored (one SELECT). Raises ``UserGone``."""
@@ -194,40 +198,43 @@ class AuthService:
         """Replace the password, end every session, start a fresh one.
 
         One SELECT to confirm the current password (throttled like a log-in), then one
-        transaction: UPDATE the hash, revoke all sessions, read their ids, INSERT the new one.
-        Raises ``TooManyFailedLogins``, ``WrongPassword``, ``UserGone``.
+        transaction: UPDATE the hash, revoke all sessions, INSERT the new one.
+        Raises ``TooManyFailedLogins``, ``WrongPassword``, ``UserGone``, ``CacheUnavailable``
+        (nothing changed) when the revocation could not hold on every host.
         """
         await self._confirm_password(change.current_password, user_id, client_address)
         new_hash = await self.hasher.hash(change.new_password)
         now = utcnow()
-        async with transaction(self.sessions) as session:
+        async with (
+            self.session_check.ending(user_id=user_id),
+            transaction(self.sessions) as session,
+        ):
             if not await UserRepository(session).set_password(
                 user_id=user_id, password_hash=new_hash
             ):
                 raise UserGone()
             repo = SessionRepository(session)
             await repo.revoke_all(user_id=user_id, now=now)
-            ended = await repo.ids_revoked_at(user_id=user_id, now=now)
             sid = await repo.start(user_id=user_id, refresh_expires_at=now + self.refresh_lifetime)
-        await self.session_check.forget(ended)
         return self._tokens_for(user_id, sid, counter=0)
 
     async def delete_account(self, password: str, *, user_id: int, client_address: str) -> None:
         """Remove the account; its posts and sessions go by cascade.
 
         One SELECT to confirm the password (throttled like a log-in), then one transaction:
-        revoke all sessions, read their ids, DELETE the user. Raises ``TooManyFailedLogins``,
-        ``WrongPassword``, ``UserGone``.
+        revoke all sessions, DELETE the user. Raises ``TooManyFailedLogins``,
+        ``WrongPassword``, ``UserGone``, ``CacheUnavailable`` (nothing changed) when the
+        revocation could not hold on every host.
         """
         await self._confirm_password(password, user_id, client_address)
-        now = utcnow()
-        async with transaction(self.sessions) as session:
-            repo = SessionRepository(session)
-            await repo.revoke_all(user_id=user_id, now=now)
-            ended = await repo.ids_revoked_at(user_id=user_id, now=now)
+        async with (
+            self.session_check.ending(user_id=user_id),
+            transaction(self.sessions) as session,
+        ):
+            await SessionRepository(session).revoke_all(user_id=user_id, now=utcnow())
             if not await UserRepository(session).delete(user_id=user_id):
                 raise UserGone()
-        await self.session_check.forget(ended)
+        # No token of the account works any more: its list is unreachable, dropped for tidiness.
         await self.forget_user_data(user_id)
 
     async def _confirm_password(self, password: str, user_id: int, client_address: str) -> None:
