@@ -31,6 +31,7 @@ from tests.support import (
     AppClient,
     MakeApp,
     User,
+    new_email,
     sign_up,
     user_from,
 )
@@ -332,3 +333,49 @@ async def test_a_logout_cancelled_after_its_database_write_leaves_nothing_stale(
     monkeypatch.undo()
     assert await posts(client, user) == 401
     assert await me(client, user) == 401
+
+
+# a session that starts while another revocation runs --------------------------------------------
+
+
+async def live_in_database(client: AppClient, user: User) -> bool:
+    """Whether the database has the user's session as live (the truth)."""
+    async with client.app.state.sessions() as session:
+        owner = await SessionRepository(session).live_owner(session_id=user.sid)
+    return owner == user.id
+
+
+@pytest.mark.parametrize("start", ["login", "password"])
+async def test_a_session_started_during_a_revocation_is_cached_as_the_database_has_it(
+    make_app: MakeApp, backend: str, start: str
+) -> None:
+    """A login (or a password change, which starts a session) races a logout-all of the same
+    user, many times: whichever order the database saw, every host answers the new session's
+    token as the database has it (a new session is cached as live when it starts: that seed
+    must never outlive a revocation that ended it)."""
+    first = await make_app()
+    second = await make_app() if backend != "sqlite" else first
+    login = {"email": new_email(), "password": PASSWORD}
+    assert (await first.post("/auth/signup", json=login)).status_code == 201
+    mismatches = []
+    for _ in range(15):
+        revoker, starter = [
+            user_from(login["email"], (await first.post("/auth/login", json=login)).json())
+            for _ in range(2)
+        ]
+        if start == "login":
+            starting = first.post("/auth/login", json=login)
+        else:
+            body = {"current_password": PASSWORD, "new_password": PASSWORD}
+            starting = first.put("/auth/password", json=body, headers=starter.auth)
+        started, ended = await asyncio.gather(
+            starting, first.post("/auth/logout-all", headers=revoker.auth)
+        )
+        assert ended.status_code == 204
+        assert started.status_code == 200, started.text
+        new = user_from(login["email"], started.json())
+        expected = 200 if await live_in_database(first, new) else 401
+        for client in (second, first, second):
+            if (status := await posts(client, new)) != expected:
+                mismatches.append((expected, status))
+    assert mismatches == []

@@ -5,12 +5,13 @@ password get the same 401 after the same amount of work. Log-ins, and the passwo
 confirmations of a password change or an account deletion, go through the throttle
 (``auth/throttle.py``) first.
 
-Sessions: signup, login and password change start one; access tokens carry its ``sid``; a
-refresh token (``core/security.RefreshCodec``) works once. Presenting a spent one is reuse
-(RFC 9700, 4.14.2): the session is revoked. Every revocation writes the database inside
-``SessionCheck.ending``, which marks the user's cached session states first: when the cache
-cannot be told, the revocation is refused (``CacheUnavailable``, a 503) before anything is
-written, so a 2xx is only given to a revocation that holds on every host.
+Sessions: signup, login and password change start one (and seed its state in the cache);
+access tokens carry its ``sid``; a refresh token (``core/security.RefreshCodec``) works once.
+Presenting a spent one is reuse (RFC 9700, 4.14.2): the session is revoked. Every revocation
+writes the database inside ``SessionCheck.ending``, which marks the user's cached session
+states first: when the cache cannot be told, the revocation is refused (``CacheUnavailable``,
+a 503) before anything is written, so a 2xx is only given to a revocation that holds on every
+host.
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ class AuthService:
             sid = await SessionRepository(session).start(
                 user_id=user_id, refresh_expires_at=expires
             )
+        # Read after the commit, unlike a login's: nobody holds a token of this account yet,
+        # so no revocation can have ended this session already.
+        version = await self.session_check.version(user_id=user_id)
+        await self.session_check.seed(user_id=user_id, session_id=sid, version=version)
         return self._tokens_for(user_id, sid, counter=0)
 
     async def log_in(self, credentials: CredentialsIn, client_address: str) -> TokenOut:
@@ -198,24 +203,25 @@ class AuthService:
         """Replace the password, end every session, start a fresh one.
 
         One SELECT to confirm the current password (throttled like a log-in), then one
-        transaction: UPDATE the hash, revoke all sessions, INSERT the new one.
+        transaction: UPDATE the hash, revoke all sessions, INSERT the new one (seeded as live).
         Raises ``TooManyFailedLogins``, ``WrongPassword``, ``UserGone``, ``CacheUnavailable``
         (nothing changed) when the revocation could not hold on every host.
         """
         await self._confirm_password(change.current_password, user_id, client_address)
         new_hash = await self.hasher.hash(change.new_password)
         now = utcnow()
-        async with (
-            self.session_check.ending(user_id=user_id),
-            transaction(self.sessions) as session,
-        ):
-            if not await UserRepository(session).set_password(
-                user_id=user_id, password_hash=new_hash
-            ):
-                raise UserGone()
-            repo = SessionRepository(session)
-            await repo.revoke_all(user_id=user_id, now=now)
-            sid = await repo.start(user_id=user_id, refresh_expires_at=now + self.refresh_lifetime)
+        async with self.session_check.ending(user_id=user_id) as ending:
+            async with transaction(self.sessions) as session:
+                if not await UserRepository(session).set_password(
+                    user_id=user_id, password_hash=new_hash
+                ):
+                    raise UserGone()
+                repo = SessionRepository(session)
+                await repo.revoke_all(user_id=user_id, now=now)
+                sid = await repo.start(
+                    user_id=user_id, refresh_expires_at=now + self.refresh_lifetime
+                )
+            self.session_check.seed_in(ending, user_id=user_id, session_id=sid)
         return self._tokens_for(user_id, sid, counter=0)
 
     async def delete_account(self, password: str, *, user_id: int, client_address: str) -> None:
@@ -251,11 +257,13 @@ class AuthService:
         await self.throttle.succeeded(email)
 
     async def _start_session(self, user_id: int) -> TokenOut:
-        """INSERT a new session of the user and return its first tokens."""
+        """INSERT a new session of the user, seed it as live, and return its first tokens."""
+        version = await self.session_check.version(user_id=user_id)  # before the INSERT
         async with self.sessions() as session:
             sid = await SessionRepository(session).start(
                 user_id=user_id, refresh_expires_at=utcnow() + self.refresh_lifetime
             )
+        await self.session_check.seed(user_id=user_id, session_id=sid, version=version)
         return self._tokens_for(user_id, sid, counter=0)
 
     def _tokens_for(self, user_id: int, session_id: str, *, counter: int) -> TokenOut:

@@ -10,7 +10,8 @@ A revocation runs inside ``ending(user_id)``: the user's version is marked befor
 is written (if that fails, ``CacheUnavailable``: the revocation is refused, nothing written),
 so no host serves or stores a cached state meanwhile, and it gets a fresh version afterwards.
 One mark covers every session of the user, those a revocation ends in bulk included (no need
-to read their ids back).
+to read their ids back). A session that starts is seeded as live (``seed``), so its first
+request costs no SELECT.
 """
 
 from __future__ import annotations
@@ -79,3 +80,24 @@ class SessionCheck:
         every host: refuse it then (a 503), nothing written.
         """
         return self.cache.changing(sessions_group(user_id))
+
+    async def version(self, *, user_id: int) -> bytes | None:
+        """The tag a session of the user started from now on may be seeded under (``seed``).
+
+        Read it *before* the session's INSERT: a revocation that ends the new session after
+        the INSERT replaces that version, so the seed can then never match.
+        """
+        return (await self.cache.get_fresh(session_entry(user_id, "")))[1]
+
+    async def seed(self, *, user_id: int, session_id: str, version: bytes | None) -> None:
+        """Cache a session just started as live, under ``version`` (from ``version``)."""
+        await self.cache.put_fresh(
+            session_entry(user_id, session_id), version, _live(user_id), self.ttl
+        )
+
+    def seed_in(self, change: Change, *, user_id: int, session_id: str) -> None:
+        """Cache a session started inside the revocation ``change`` as live, when it ends.
+
+        Stored under the fresh version only if no other revocation of the user overlapped.
+        """
+        change.seed(session_entry(user_id, session_id), _live(user_id), self.ttl)
