@@ -58,7 +58,7 @@ async def measure(users: int, posts: int, chars: int) -> dict[str, float | int]:
     before = rss_self_mib()
     for user_id in range(1, users + 1):
         name = list_name(user_id)
-        await cache.invalidate(name, TTL_S)
+        await cache.invalidate(name)
         _, tag = await cache.get_fresh(name)
         await cache.put_fresh(name, tag, list_body(user_id, posts, chars, now), TTL_S)
     gc.collect()

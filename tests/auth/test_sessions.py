@@ -65,7 +65,7 @@ async def test_an_expired_refresh_token_cannot_be_spent(app: FastAPI, user: User
     assert not spent
 
 
-async def test_the_session_check_caches_and_forgets(
+async def test_the_session_check_caches_and_a_revocation_ends_it(
     app: FastAPI, user: User, statements: StatementLog
 ) -> None:
     check: SessionCheck = app.state.session_guard
@@ -75,9 +75,8 @@ async def test_the_session_check_caches_and_forgets(
     assert len(sent) <= 1  # one SELECT at most (none if an earlier request cached it)
     with pytest.raises(InvalidToken):
         await check.check(user_id=user.id + 1, session_id=user.sid)  # someone else's
-    async with app.state.sessions() as session:
+    async with check.ending(user_id=user.id), app.state.sessions() as session:
         await SessionRepository(session).revoke(session_id=user.sid, user_id=user.id, now=utcnow())
-    await check.forget((user.sid,))
     with pytest.raises(InvalidToken):
         await check.check(user_id=user.id, session_id=user.sid)
 

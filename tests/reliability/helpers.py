@@ -231,12 +231,13 @@ def mariadb_rows(database: str, query: str) -> list[tuple[Any, ...]]:
 class PrivateRedis:
     """A ``redis-server`` of the test's own on a free port, to stop, freeze and restart at will.
 
-    Nothing is persisted: a restart comes back empty, as a replaced cache node would.
+    Nothing is persisted by itself: a restart comes back empty, as a replaced cache node would,
+    unless the test ran ``SAVE``: a restart then loads that snapshot (``dump.rdb`` in ``cwd``).
     """
 
-    def __init__(self, cwd: Path) -> None:
-        """Pick a free port; ``start()`` runs the server there."""
-        self.port = free_port()
+    def __init__(self, cwd: Path, port: int | None = None) -> None:
+        """Pick a free port (or take ``port``); ``start()`` runs the server there."""
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
@@ -280,6 +281,13 @@ class PrivateRedis:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to save anything; reaped."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
         self.proc = None
 
     def freeze(self) -> None:

@@ -207,17 +207,6 @@ class SessionRepository:
         )
         return (await execute_dml(self.session, stmt)).rowcount
 
-    async def ids_revoked_at(self, *, user_id: int, now: dt.datetime) -> list[str]:
-        """SELECT the ids of the user's sessions ended at exactly ``now`` (by ``revoke_all``).
-
-        Read after the UPDATE (MariaDB has no UPDATE ... RETURNING), so every session that
-        statement ended is named, even one started just before it.
-        """
-        stmt = select(UserSession.id).where(
-            UserSession.user_id == user_id, UserSession.revoked_at == now
-        )
-        return list((await self.session.scalars(stmt)).all())
-
     async def live_owner(self, *, session_id: str) -> int | None:
         """SELECT the user of a live session (None if ended, expired by deletion, or unknown)."""
         stmt = select(UserSession.user_id).where(

@@ -5,10 +5,13 @@ password get the same 401 after the same amount of work. Log-ins, and the passwo
 confirmations of a password change or an account deletion, go through the throttle
 (``auth/throttle.py``) first.
 
-Sessions: signup, login and password change start one; access tokens carry its ``sid``; a
-refresh token (``core/security.RefreshCodec``) works once. Presenting a spent one is reuse
-(RFC 9700, 4.14.2): the session is revoked. Every revocation writes the database, then
-invalidates the cached session state (``SessionCheck.forget``), before the answer leaves.
+Sessions: signup, login and password change start one (and seed its state in the cache);
+access tokens carry its ``sid``; a refresh token (``core/security.RefreshCodec``) works once.
+Presenting a spent one is reuse (RFC 9700, 4.14.2): the session is revoked. Every revocation
+writes the database inside ``SessionCheck.ending``, which marks the user's cached session
+states first: when the cache cannot be told, the revocation is refused (``CacheUnavailable``,
+a 503) before anything is written, so a 2xx is only given to a revocation that holds on every
+host.
 """
 
 from __future__ import annotations
@@ -110,6 +113,10 @@ class AuthService:
             sid = await SessionRepository(session).start(
                 user_id=user_id, refresh_expires_at=expires
             )
+        # Read after the commit, unlike a login's: nobody holds a token of this account yet,
+        # so no revocation can have ended this session already.
+        version = await self.session_check.version(user_id=user_id)
+        await self.session_check.seed(user_id=user_id, session_id=sid, version=version)
         return self._tokens_for(user_id, sid, counter=0)
 
     async def log_in(self, credentials: CredentialsIn, client_address: str) -> TokenOut:
@@ -144,7 +151,8 @@ class AuthService:
         A token that fails its MAC costs no database round trip. A genuine token that cannot be
         spent costs one more UPDATE, which revokes the session if the token was already spent
         (reuse, or the loser of a race: both present a spent token). Raises
-        ``InvalidRefreshToken`` for every failure.
+        ``InvalidRefreshToken`` for every failure, ``CacheUnavailable`` (nothing revoked) when
+        that revocation could not be made to hold on every host.
         """
         try:
             claim = self.refresh_tokens.verify(refresh_token)
@@ -162,11 +170,11 @@ class AuthService:
                 refresh_expires_at=now + self.refresh_lifetime,
             ):
                 return self._tokens_for(uid, sid, counter=counter + 1)
-            reused = await repo.revoke_if_spent(
-                session_id=sid, user_id=uid, counter=counter, now=now
-            )
+            async with self.session_check.ending(user_id=uid):  # it may revoke: mark first
+                reused = await repo.revoke_if_spent(
+                    session_id=sid, user_id=uid, counter=counter, now=now
+                )
         if reused:
-            await self.session_check.forget((claim.session_id,))
             self._reuse_detected(claim.user_id, claim.session_id)
         raise InvalidRefreshToken()
 
@@ -179,21 +187,22 @@ class AuthService:
         log.warning("refresh token reuse: session %s of user %d revoked", session_id, user_id)
 
     async def log_out(self, *, user_id: int, session_id: str) -> None:
-        """End the caller's session (one UPDATE); the user's other sessions keep working."""
-        async with self.sessions() as session:
+        """End the caller's session (one UPDATE); the user's other sessions keep working.
+
+        Raises ``CacheUnavailable`` (nothing ended) when that could not hold on every host.
+        """
+        async with self.session_check.ending(user_id=user_id), self.sessions() as session:
             await SessionRepository(session).revoke(
                 session_id=session_id, user_id=user_id, now=utcnow()
             )
-        await self.session_check.forget((session_id,))
 
     async def log_out_everywhere(self, *, user_id: int) -> None:
-        """End every session of the user (one UPDATE, then one SELECT of what it ended)."""
-        now = utcnow()
-        async with self.sessions() as session:
-            repo = SessionRepository(session)
-            await repo.revoke_all(user_id=user_id, now=now)
-            ended = await repo.ids_revoked_at(user_id=user_id, now=now)
-        await self.session_check.forget(ended)
+        """End every session of the user (one UPDATE).
+
+        Raises ``CacheUnavailable`` (nothing ended) when that could not hold on every host.
+        """
+        async with self.session_check.ending(user_id=user_id), self.sessions() as session:
+            await SessionRepository(session).revoke_all(user_id=user_id, now=utcnow())
 
     async def get_account(self, *, user_id: int) -> AccountOut:
         """The caller's account as stored (one SELECT). Raises ``UserGone``."""
@@ -210,45 +219,49 @@ class AuthService:
         """Replace the password, end every session, start a fresh one.
 
         One SELECT to confirm the current password (throttled like a log-in), then one
-        transaction: UPDATE the hash (only from the one just verified), revoke all sessions, read
-        their ids, INSERT the new one. Raises ``TooManyFailedLogins``, ``WrongPassword``,
-        ``UserGone``, ``CredentialsChanged``.
+        transaction: UPDATE the hash (only from the one just verified), revoke all sessions,
+        INSERT the new one (seeded as live). Raises ``TooManyFailedLogins``, ``WrongPassword``,
+        ``CredentialsChanged``, ``CacheUnavailable`` (nothing changed) when the revocation could
+        not hold on every host.
         """
         verified = await self._confirm_password(change.current_password, user_id, client_address)
         new_hash = await self.hasher.hash(change.new_password)
         now = utcnow()
-        async with transaction(self.sessions) as session:
-            if not await UserRepository(session).set_password(
-                user_id=user_id, verified_hash=verified, password_hash=new_hash
-            ):
-                raise CredentialsChanged()
-            repo = SessionRepository(session)
-            await repo.revoke_all(user_id=user_id, now=now)
-            ended = await repo.ids_revoked_at(user_id=user_id, now=now)
-            sid = await repo.start(user_id=user_id, refresh_expires_at=now + self.refresh_lifetime)
-        await self.session_check.forget(ended)
+        async with self.session_check.ending(user_id=user_id) as ending:
+            async with transaction(self.sessions) as session:
+                if not await UserRepository(session).set_password(
+                    user_id=user_id, verified_hash=verified, password_hash=new_hash
+                ):
+                    raise CredentialsChanged()
+                repo = SessionRepository(session)
+                await repo.revoke_all(user_id=user_id, now=now)
+                sid = await repo.start(
+                    user_id=user_id, refresh_expires_at=now + self.refresh_lifetime
+                )
+            self.session_check.seed_in(ending, user_id=user_id, session_id=sid)
         return self._tokens_for(user_id, sid, counter=0)
 
     async def delete_account(self, password: str, *, user_id: int, client_address: str) -> None:
         """Remove the account; its posts and sessions go by cascade.
 
         One SELECT to confirm the password (throttled like a log-in), then one transaction:
-        lock the user's row (if the hash is still the one verified), revoke all sessions, read
-        their ids, DELETE the user. Raises ``TooManyFailedLogins``, ``WrongPassword``,
-        ``UserGone``, ``CredentialsChanged``.
+        lock the user's row (if the hash is still the one verified), revoke all sessions,
+        DELETE the user. Raises ``TooManyFailedLogins``, ``WrongPassword``, ``UserGone``,
+        ``CredentialsChanged``, ``CacheUnavailable`` (nothing changed) when the revocation could
+        not hold on every host.
         """
         verified = await self._confirm_password(password, user_id, client_address)
-        now = utcnow()
-        async with transaction(self.sessions) as session:
+        async with (
+            self.session_check.ending(user_id=user_id),
+            transaction(self.sessions) as session,
+        ):
             users = UserRepository(session)
             # The user's row lock first: a racing log-in then waits, and finds the user gone.
             if not await users.lock_if(user_id=user_id, verified_hash=verified):
                 raise CredentialsChanged()
-            repo = SessionRepository(session)
-            await repo.revoke_all(user_id=user_id, now=now)
-            ended = await repo.ids_revoked_at(user_id=user_id, now=now)
+            await SessionRepository(session).revoke_all(user_id=user_id, now=utcnow())
             await users.delete(user_id=user_id)
-        await self.session_check.forget(ended)
+        # No token of the account works any more: its list is unreachable, dropped for tidiness.
         await self.forget_user_data(user_id)
 
     async def _confirm_password(self, password: str, user_id: int, client_address: str) -> str:
@@ -270,13 +283,22 @@ class AuthService:
         return password_hash
 
     async def _start_session(self, user_id: int, verified_hash: str) -> str | None:
-        """INSERT a new session of the user if ``verified_hash`` is still theirs; its id."""
+        """INSERT a new session of the user if ``verified_hash`` is still theirs; its id.
+
+        ``None`` when a racing change or deletion replaced the hash. A session started is
+        seeded as live under the version read before the INSERT, so its first request costs
+        no SELECT (a revocation landing after the INSERT replaces that version).
+        """
+        version = await self.session_check.version(user_id=user_id)  # before the INSERT
         async with self.sessions() as session:
-            return await SessionRepository(session).start_if(
+            sid = await SessionRepository(session).start_if(
                 user_id=user_id,
                 verified_hash=verified_hash,
                 refresh_expires_at=utcnow() + self.refresh_lifetime,
             )
+        if sid is not None:
+            await self.session_check.seed(user_id=user_id, session_id=sid, version=version)
+        return sid
 
     def _tokens_for(self, user_id: int, session_id: str, *, counter: int) -> TokenOut:
         issued = self.tokens.issue(user_id, session_id)

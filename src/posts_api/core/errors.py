@@ -2,8 +2,9 @@
 
 Services raise ``AppError`` subclasses that know nothing of HTTP; ``install_error_handlers``
 maps each kind to a status code and a ``{"detail": ...}`` body. 401s carry
-``WWW-Authenticate: Bearer``; a lost database is a 503; anything unexpected is a bare 500 with
-no traceback, SQL or driver name in the body.
+``WWW-Authenticate: Bearer``; a lost database is a 503, and so is a change refused because the
+cache could not be told of it (``CacheUnavailable``: nothing was changed, a retry is safe);
+anything unexpected is a bare 500 with no traceback, SQL or driver name in the body.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
+from posts_api.core.cache.errors import CacheUnavailable
 from posts_api.core.routes import RouteIndex
 
 log = logging.getLogger(__name__)
@@ -119,7 +121,8 @@ ERROR_DESCRIPTIONS = {
     413: "Request body larger than MAX_BODY_BYTES",
     422: "Invalid query or body: FastAPI's list of errors, without the values sent",
     429: "Too many failed logins (or password confirmations); retry after ``Retry-After`` seconds",
-    503: "The database is unreachable; retry later",
+    503: "The database is unreachable, or the cache is and the request would change data "
+    "(nothing was changed); retry later",
 }
 
 
@@ -195,6 +198,16 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     return _json(Unavailable.status_code, Unavailable.detail)
 
 
+CHANGE_REFUSED = "Service temporarily unavailable: nothing was changed, retry later"
+"""The 503's detail for a change refused because the cache could not be told of it."""
+
+
+async def _change_refused(_request: Request, exc: Exception) -> JSONResponse:
+    # Only a change raises it (reads do without the cache): refused before anything was written.
+    log.warning("change refused, the cache cannot be told of it: %s", exc)
+    return _json(Unavailable.status_code, CHANGE_REFUSED)
+
+
 async def _server_error(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
     return _json(500, "Internal Server Error")
@@ -250,6 +263,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, request_errors.validation_error)
     app.add_exception_handler(DBAPIError, _dbapi_error)
     app.add_exception_handler(PoolTimeout, _database_error)
+    app.add_exception_handler(CacheUnavailable, _change_refused)
     # A driver that fails to connect may raise the socket's own error (asyncpg: refused, no
     # such host, a connect timeout); nothing else in a request does network I/O unguarded.
     app.add_exception_handler(OSError, _database_error)

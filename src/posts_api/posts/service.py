@@ -3,9 +3,12 @@
 The list of a user's posts is cached as the exact JSON bytes of the response with its tag and
 item offsets (``posts.listing``), so a hit, a page cut from it or a 304 costs one cache round
 trip and no database call, no serialization. A list or page too large to cache is streamed from
-the database instead. Every write by the user replaces the list's version after the database has
-the change and before the client hears of it: their very next GET /posts is a miss that sees the
-write, in any worker on any host sharing the cache.
+the database instead. Every write by the user marks the list's version before the database is
+written and replaces it after (``Cache.changing``): meanwhile no host stores or serves the list,
+and afterwards their very next GET /posts is a miss that sees the write, in any worker on any
+host sharing the cache. When the mark cannot be set (the cache is unreachable), the write is
+refused with ``CacheUnavailable`` (a 503) before anything is written, so a retry cannot
+duplicate a post.
 
 Lists and pages are read in keyset batches (``id > last ... LIMIT``), each SELECT on a
 connection taken for it alone and given back before its rows are sent: a stream whose client
@@ -17,9 +20,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from posts_api.core.cache import Cache
+from posts_api.core.cache.versioned import Change
 from posts_api.core.driver import DriverPool
 from posts_api.core.errors import NotFound, PreconditionFailed, UserGone
 from posts_api.ops import metrics
@@ -230,17 +235,14 @@ class PostService:
     async def create_post(self, *, user_id: int, post: PostIn) -> int:
         """Store a new post and return its id (one INSERT). Raises ``UserGone``.
 
-        Either way the user's cached list is dropped: a user removed from the database (their
+        Either way the user's cached list is replaced: a user removed from the database (their
         posts went with them) must not keep seeing a list cached while they existed.
         """
         try:
-            async with self.database.connect() as connection:
-                post_id = await PostRepository(connection).add(user_id=user_id, text=post.text)
+            async with self._changing(user_id), self.database.connect() as connection:
+                return await PostRepository(connection).add(user_id=user_id, text=post.text)
         except UnknownOwner:
-            await self._invalidate(user_id)
             raise UserGone() from None
-        await self._invalidate(user_id)
-        return post_id
 
     async def update_post(
         self, *, user_id: int, post_id: int, post: PostIn, if_match: TagList | None = None
@@ -251,7 +253,7 @@ class PostService:
         tells which error it is. Raises ``PostNotFound``, ``PostChanged``.
         """
         updated_in = _condition(post_id=post_id, if_match=if_match)
-        async with self.database.connect() as connection:
+        async with self._changing(user_id), self.database.connect() as connection:
             repo = PostRepository(connection)
             row = await repo.update_owned(
                 user_id=user_id, post_id=post_id, text=post.text, updated_in=updated_in
@@ -259,7 +261,6 @@ class PostService:
             if row is None:
                 await _refuse(repo, user_id=user_id, post_id=post_id, conditional=updated_in)
         assert row is not None
-        await self._invalidate(user_id)
         return _out(row)
 
     async def delete_post(
@@ -270,22 +271,27 @@ class PostService:
         ``if_match`` as in ``update_post``. Raises ``PostNotFound``, ``PostChanged``.
         """
         updated_in = _condition(post_id=post_id, if_match=if_match)
-        async with self.database.connect() as connection:
+        async with self._changing(user_id), self.database.connect() as connection:
             repo = PostRepository(connection)
             deleted = await repo.delete_owned(
                 user_id=user_id, post_id=post_id, updated_in=updated_in
             )
             if not deleted:
                 await _refuse(repo, user_id=user_id, post_id=post_id, conditional=updated_in)
-        await self._invalidate(user_id)
 
     async def forget_user(self, user_id: int) -> None:
-        """Drop what is cached for a user whose account was deleted (their list)."""
-        await self._invalidate(user_id)
+        """Drop what is cached for a user whose account was deleted (their list), best effort."""
+        await self.cache.invalidate(list_name(user_id))
 
-    async def _invalidate(self, user_id: int) -> None:
-        """Make the user's cached list stale (after the database has the change)."""
-        await self.cache.invalidate(list_name(user_id), self.list_ttl)
+    def _changing(self, user_id: int) -> AbstractAsyncContextManager[Change]:
+        """Wrap a write of the user's posts: the list is marked before, replaced after.
+
+        A write that matched no row (a 404, a 412) changed nothing: the list is then kept.
+
+        Raises ``CacheUnavailable`` before the block (nothing written) when the cache cannot
+        be told, so the change could not show on every host.
+        """
+        return self.cache.changing(list_name(user_id), unchanged_by=(PostNotFound, PostChanged))
 
 
 LIST_FORMAT = "posts2"

@@ -1,11 +1,14 @@
-"""Fail-soft on Redis: refused is not unreachable, an outage, the new generation after it."""
+"""Fail-soft on Redis: refused is not unreachable, an outage, the new generation after it, a
+change refused while Redis is away, and a new generation when Redis restarts."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
-from posts_api.core.cache import Cache, RedisBackend
+import pytest
+
+from posts_api.core.cache import Cache, CacheUnavailable, RedisBackend
 from tests.proxy import Proxy
 from tests.reliability.helpers import private_redis
 from tests.support import REDIS_DB_APP, REDIS_HOST, REDIS_PORT, flush_redis
@@ -32,7 +35,7 @@ async def test_a_value_redis_refuses_is_skipped_not_an_outage(tmp_path: Path) ->
             _, tag = await cache.get_fresh("filler")
             for i in range(64):  # fill memory with small values until Redis refuses writes
                 await cache.put_fresh(f"filler{i}", tag, b"y" * 65_536, ttl=60)
-            await cache.invalidate("small", ttl=60)
+            await cache.invalidate("small")
             assert not cache.available
         finally:
             await cache.close()
@@ -51,7 +54,7 @@ async def test_outage_then_new_generation() -> None:
         await proxy.cut()
         assert await cache.get_fresh("x") == (None, None)
         assert not cache.available
-        await cache.invalidate("x", ttl=60)  # lost: Redis is away
+        await cache.invalidate("x")  # lost: Redis is away
         assert (await cache.count(["n"], window=60)).local  # counted in the process meanwhile
         assert not await cache.check()
         await proxy.restore()
@@ -72,3 +75,47 @@ async def test_several_entries_while_the_cache_is_away() -> None:
         assert await cache.get_fresh_many(("a", "b")) == [(None, None), (None, None)]
     finally:
         await cache.close()
+
+
+async def test_a_change_is_refused_while_the_cache_is_away() -> None:
+    cache = Cache(RedisBackend("redis://127.0.0.1:1/0", timeout=0.2))
+    try:
+        with pytest.raises(CacheUnavailable):
+            async with cache.changing("x"):
+                raise AssertionError("the block must not run")
+        assert not cache.available
+        with pytest.raises(CacheUnavailable):  # bypassed: refused at once
+            async with cache.changing("x"):
+                raise AssertionError("the block must not run")
+    finally:
+        await cache.close()
+
+
+async def test_a_restarted_redis_starts_a_new_generation(tmp_path: Path) -> None:
+    """Back from a snapshot taken while an entry was current, with no call in flight when it
+    went: the first connection to the new process sees another run id, and starts a new
+    generation before anything is read."""
+    with private_redis(tmp_path) as server:
+        cache = Cache(RedisBackend(server.url))
+        try:
+            _, tag = await cache.get_fresh("x")
+            await cache.put_fresh("x", tag, b"old", ttl=60)
+            admin = server.client()
+            admin.save()
+            admin.close()
+            async with cache.changing("x"):
+                pass
+            server.kill()
+            server.start()
+            assert (await cache.get_fresh("x"))[0] is None
+            for _ in range(100):  # the first call may have found the old connection dead
+                value, tag = await cache.get_fresh("x")
+                if tag is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert value is None
+            await cache.put_fresh("x", tag, b"new", ttl=60)
+            await cache.backend.close()  # a new connection to the same process: no new generation
+            assert (await cache.get_fresh("x"))[0] == b"new"
+        finally:
+            await cache.close()

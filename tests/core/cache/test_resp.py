@@ -1,5 +1,6 @@
 """The cache's Redis client: one pipelined connection, error replies, timeouts, reconnects,
-logging in and selecting the database from the URL."""
+logging in and selecting the database from the URL, the handshake (cancelled, an old server,
+the greeting of each new connection)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import asyncio
 import time
 from pathlib import Path
 
+import hiredis
 import pytest
 import redis
 
 from posts_api.core.cache.errors import CacheRefused, CacheUnavailable
-from posts_api.core.cache.resp import RespClient
+from posts_api.core.cache.resp import Execute, RespClient
 from tests.reliability.helpers import private_redis
 from tests.support import REDIS_DB_APP, flush_redis, redis_url
 
@@ -109,4 +111,93 @@ async def test_nothing_listening_is_unavailable() -> None:
     client = RespClient("redis://127.0.0.1:1/0", timeout=0.2)
     with pytest.raises(CacheUnavailable, match="cannot connect"):
         await client.execute(("PING",))
+    await client.close()
+
+
+class SilentServer:
+    """A TCP server that reads what a client sends and never answers: a Redis that hangs in
+    the middle of the handshake. ``closed`` is set once the client's socket is closed."""
+
+    def __init__(self) -> None:
+        """Not listening yet: ``start()``."""
+        self.received = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Listen on a free local port."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await reader.read(65536):
+            self.received.set()
+        while await reader.read(65536):  # until the client closes its end
+            pass
+        self.closed.set()
+        writer.close()
+
+
+async def test_a_call_cancelled_during_the_handshake_leaves_no_socket() -> None:
+    """Cancelled while AUTH and SELECT are on the wire: the new socket is closed, not leaked."""
+    server = SilentServer()
+    await server.start()
+    try:
+        client = RespClient(f"redis://:secret@127.0.0.1:{server.port}/2", timeout=60)
+        call = asyncio.create_task(client.execute(("PING",)))
+        await asyncio.wait_for(server.received.wait(), 10)  # the handshake is on the wire
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await asyncio.wait_for(server.closed.wait(), 10)
+        await client.close()
+    finally:
+        await server.stop()
+
+
+async def test_a_redis_older_than_6_2_is_refused_with_a_reason() -> None:
+    """A server that says it is Redis 6.0 (over the real protocol): unavailable, saying why."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        parser = hiredis.Reader()
+        while data := await reader.read(65536):
+            parser.feed(data)
+            while (command := parser.gets()) is not False:
+                assert command[0].upper() == b"INFO"
+                info = b"# Server\r\nredis_version:6.0.16\r\nrun_id:abc\r\n"
+                writer.write(b"$%d\r\n%s\r\n" % (len(info), info))
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = RespClient(f"redis://127.0.0.1:{port}/0", timeout=5)
+        with pytest.raises(CacheUnavailable, match=r"Redis 6\.0\.16 is not supported: 6\.2"):
+            await client.execute(("PING",))
+        await client.close()
+    finally:
+        server.close()
+
+
+async def test_each_new_connection_is_greeted_before_it_is_used(client: RespClient) -> None:
+    """``on_connect`` gets the server's run id and runs before any call on the connection."""
+    seen: list[str] = []
+
+    async def greet(run_id: str, execute: Execute) -> None:
+        seen.append(run_id)
+        await execute(("SET", "greeted", run_id))
+
+    client.on_connect = greet
+    assert await client.execute(("GET", "greeted")) == [seen[0].encode()]
+    await client.close()
+    await client.execute(("PING",))
+    assert len(seen) == 2
+    assert seen[0] == seen[1]
+    assert len(seen[0]) == 40  # INFO's run_id: 40 hex characters
     await client.close()

@@ -5,13 +5,16 @@ shares them between workers and hosts. Services talk to ``Cache``, which adds, o
 backend:
 
 * **Versioned entries** (``versioned``). Each cached value is stored with the tag of the version
-  it was built from; a write replaces the version with a fresh random token, so a reader that
-  started before the write can never bring back stale data. A read costs one round trip.
+  it was built from; a change marks the version before the database is written and replaces
+  it after, so a reader that started before the change can never bring back stale data, and
+  a missing version or generation never matches anything (whatever Redis loses). A read costs
+  one round trip.
 * **Counters** (``counters``): fixed-window counters for the login throttle.
-* **Fail-soft** (``healer``). A backend error never reaches the client: reads miss, writes are
-  skipped, and a warning is logged. The cache is then bypassed until it answers again, and the
+* **Fail-soft** (``healer``). A backend error never reaches a reader: reads miss, values are not
+  stored, and a warning is logged. The cache is then bypassed until it answers again, and the
   first thing done then is to start a new generation: every entry cached before the outage
-  becomes a miss, so no write made during it is hidden.
+  becomes a miss. Only a change raises (``CacheUnavailable`` from ``changing``), before
+  anything is written: it could not be made to hold on other hosts, so it must be refused.
 * **Too big is not unreachable** (``errors``). A value the backend refuses (Redis's ``OOM`` or
   any other error reply, the in-process budget) is simply not stored: ``CacheRefused``, not
   ``CacheUnavailable``, so no outage starts. Callers also keep values small (``put_fresh`` is

@@ -11,22 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from posts_api.core.cache.backend import Backend
+from posts_api.core.cache.backend import Backend, new_token
 from posts_api.core.cache.errors import CacheRefused, CacheUnavailable
 
 log = logging.getLogger("posts_api.core.cache")
 
 T = TypeVar("T")
 HEAL_INTERVAL_SECONDS = 0.1
-
-
-def new_token() -> bytes:
-    """A version or generation token that is never reused."""
-    return uuid.uuid4().hex.encode()
 
 
 class FailSoft:
@@ -43,6 +37,8 @@ class FailSoft:
         self._gen_key = f"{namespace}:gen"
         self._ns = namespace
         self._healer: asyncio.Task[None] | None = None
+        # A restarted, restored or replaced Redis may hold older data: a new generation.
+        backend.watch_restarts(generation_key=self._gen_key, server_key=f"{namespace}:server")
 
     @property
     def available(self) -> bool:

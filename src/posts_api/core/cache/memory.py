@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from cachetools import LRUCache
 
+from posts_api.core.cache.backend import MARK_PREFIX, Marked, Unmark
 from posts_api.core.cache.errors import CacheRefused
 
 
@@ -60,6 +61,51 @@ class MemoryBackend:
         except ValueError as exc:  # too large for the cache at all
             raise CacheRefused(f"{len(value)} bytes exceed the in-process cache") from exc
 
+    async def create(self, items: Sequence[tuple[str, bytes, int | None]]) -> list[bytes]:
+        """Set the missing keys; return every key's value."""
+        now = time.monotonic()
+        found = []
+        for key, value, ttl in items:
+            current = self._get(key, now)
+            if current is None:
+                await self.set(key, value, ttl)
+                current = value
+            found.append(current)
+        return found
+
+    async def mark(
+        self, keys: Sequence[str], token: bytes, ttl: int, generation_key: str
+    ) -> list[Marked]:
+        """Count one more writer on each version key (no await in between: atomic here)."""
+        now = time.monotonic()
+        generation = self._get(generation_key, now)
+        marked = []
+        for key in keys:
+            writers, _, prior = _mark_of(self._get(key, now))
+            mark = _mark(writers + 1, token, prior)
+            self._entries[key] = (now + ttl, mark)
+            marked.append(Marked(writers + 1, generation))
+        return marked
+
+    async def unmark(self, ends: Sequence[Unmark]) -> None:
+        """One writer less on each key; the last one sets the version (and the seed)."""
+        now = time.monotonic()
+        for end in ends:
+            writers, token, prior = _mark_of(self._get(end.key, now))
+            if writers > 1 and token is not None:
+                expires = self._entries[end.key][0]
+                self._entries[end.key] = (expires, _mark(writers - 1, token, prior))
+                continue
+            own = token == end.token
+            version = prior if own and end.unchanged and prior else end.version
+            self._entries[end.key] = (now + end.ttl, version)
+            if end.seed is not None and own:
+                key, value, ttl = end.seed
+                await self.set(key, value, ttl)
+
+    def watch_restarts(self, *, generation_key: str, server_key: str) -> None:
+        """Nothing to watch: this store lives and dies with the process."""
+
     async def count(self, keys: Sequence[str], window: int) -> list[tuple[int, int]]:
         """Increment fixed-window counters (stored as decimal bytes, like Redis).
 
@@ -99,3 +145,16 @@ class MemoryBackend:
         """Drop every entry and counter."""
         self._entries.clear()
         self._counters.clear()
+
+
+def _mark(writers: int, token: bytes, prior: bytes) -> bytes:
+    """A mark: ``w:<writers>:<last writer's token>:<version before the first writer>``."""
+    return b"%s%d:%s:%s" % (MARK_PREFIX, writers, token, prior)
+
+
+def _mark_of(value: bytes | None) -> tuple[int, bytes | None, bytes]:
+    """``(writers, token, prior version)`` of a mark; ``(0, None, value)`` for a version."""
+    if value is None or not value.startswith(MARK_PREFIX):
+        return 0, None, value or b""
+    writers, token, prior = value[len(MARK_PREFIX) :].split(b":", 2)
+    return int(writers), token, prior

@@ -9,7 +9,53 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from posts_api.core.cache.resp import Command, RespClient
+from posts_api.core.cache.backend import Marked, Unmark, new_token
+from posts_api.core.cache.resp import Command, Execute, RespClient
+
+# Marks are w:<writers>:<last writer's token>:<version before the first writer> (backend.py).
+# KEYS: the version keys, then the generation key. ARGV: the writer's token, the mark's ttl.
+# Returns, per version key, the writers now in progress; then the generation (nil if missing).
+MARK = b"""
+local marked = {}
+for i = 1, #KEYS - 1 do
+  local writers, prior = 0, ''
+  local current = redis.call('GET', KEYS[i])
+  if current then
+    local n, before = string.match(current, '^w:(%d+):[^:]*:(.*)$')
+    if n then writers, prior = tonumber(n), before else prior = current end
+  end
+  writers = writers + 1
+  redis.call('SET', KEYS[i], 'w:' .. writers .. ':' .. ARGV[1] .. ':' .. prior, 'EX', ARGV[2])
+  marked[i] = writers
+end
+marked[#KEYS] = redis.call('GET', KEYS[#KEYS])
+return marked
+"""
+
+# KEYS: the version key [, the seed's key]. ARGV: the writer's token, the fresh version, its
+# ttl, '1' if the writer changed nothing [, the seed's value, its ttl]. One writer less; the
+# last sets the fresh version (or puts the prior one back), and the seed, if the mark is still
+# its own.
+UNMARK = b"""
+local writers, token, prior = nil, nil, nil
+local current = redis.call('GET', KEYS[1])
+if current then writers, token, prior = string.match(current, '^w:(%d+):([^:]*):(.*)$') end
+if writers and tonumber(writers) > 1 then
+  redis.call('SET', KEYS[1], 'w:' .. (tonumber(writers) - 1) .. ':' .. token .. ':' .. prior,
+    'KEEPTTL')
+  return 0
+end
+local own = token == ARGV[1]
+if own and ARGV[4] == '1' and prior ~= '' then
+  redis.call('SET', KEYS[1], prior, 'EX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+end
+if KEYS[2] and own then
+  redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6])
+end
+return 1
+"""
 
 UNCOUNT_SCRIPT = """
 local value = tonumber(redis.call('GET', KEYS[1]))
@@ -41,6 +87,49 @@ class RedisBackend:
         """One ``SET``, with ``EX`` when ``ttl`` is given."""
         expiry = ("EX", ttl) if ttl is not None else ()
         await self._client.execute(("SET", key, value, *expiry))
+
+    async def create(self, items: Sequence[tuple[str, bytes, int | None]]) -> list[bytes]:
+        """``SET key value NX [EX ttl]`` and ``GET key`` per key, pipelined: one round trip."""
+        commands: list[Command] = []
+        for key, value, ttl in items:
+            expiry = ("EX", ttl) if ttl is not None else ()
+            commands += (("SET", key, value, "NX", *expiry), ("GET", key))
+        replies = await self._client.execute(*commands)
+        return replies[1::2]
+
+    async def mark(
+        self, keys: Sequence[str], token: bytes, ttl: int, generation_key: str
+    ) -> list[Marked]:
+        """One script (``MARK``): atomic, one round trip."""
+        (found,) = await self._client.execute(
+            ("EVAL", MARK, len(keys) + 1, *keys, generation_key, token, ttl)
+        )
+        *writers, generation = found
+        return [Marked(int(n), generation) for n in writers]
+
+    async def unmark(self, ends: Sequence[Unmark]) -> None:
+        """One script (``UNMARK``) per key, pipelined: one round trip."""
+        commands: list[Command] = []
+        for end in ends:
+            if end.seed is None:
+                keys: tuple[str, ...] = (end.key,)
+                seed: tuple[bytes | int, ...] = ()
+            else:
+                keys, seed = (end.key, end.seed[0]), end.seed[1:]
+            versions = (end.token, end.version, end.ttl, 1 if end.unchanged else 0)
+            commands.append(("EVAL", UNMARK, len(keys), *keys, *versions, *seed))
+        if commands:
+            await self._client.execute(*commands)
+
+    def watch_restarts(self, *, generation_key: str, server_key: str) -> None:
+        """Check the server's run id on each new connection, before anything else is sent."""
+
+        async def check(run_id: str, execute: Execute) -> None:
+            (seen,) = await execute(("GET", server_key))
+            if seen != run_id.encode():  # restarted, restored or replaced: its data may be old
+                await execute(("SET", generation_key, new_token()), ("SET", server_key, run_id))
+
+        self._client.on_connect = check
 
     async def count(self, keys: Sequence[str], window: int) -> list[tuple[int, int]]:
         """``SET key 0 EX window NX``, ``INCR``, ``TTL`` per key, pipelined: one round trip.

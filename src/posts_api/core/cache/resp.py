@@ -14,6 +14,9 @@ What it does, and no more:
 
 * RESP2 over TCP (``redis://``) or TLS (``rediss://``), with ``AUTH`` and ``SELECT`` from the
   URL (``redis://[[user]:password@]host[:port][/db]``; query options are refused);
+* on each new connection, before any call uses it: ``INFO server`` (a Redis older than 6.2 is
+  refused as unavailable) and the owner's ``on_connect`` hook, given the server's run id (the
+  cache uses it to notice a restarted, restored or replaced server);
 * every coroutine of the process shares one connection, pipelined: Redis answers commands in
   the order it received them, so the replies of each call are the next ones to arrive. A call
   made while others wait for replies is written with the rest of that turn of the event loop
@@ -29,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -39,6 +42,20 @@ from posts_api.core.config import parse_redis_url
 
 Command = Sequence[str | bytes | int | float]
 """A command and its arguments: ``("SET", key, value, "EX", 60)``."""
+
+Execute = Callable[..., Awaitable[list[Any]]]
+"""Commands sent together, replies returned in order (``RespClient.execute``'s signature)."""
+
+OnConnect = Callable[[str, Execute], Awaitable[None]]
+"""``on_connect(run_id, execute)``: what to do on each new connection before it is used.
+
+``run_id`` is the server's (``INFO server``: a new one each time a Redis process starts);
+``execute`` sends commands on that connection alone.
+"""
+
+MIN_VERSION = (6, 2)
+"""The oldest Redis the cache is meant for: everything it sends works there (nothing needs 7).
+A connection to an older server is refused as unavailable, with a line saying why."""
 
 
 class _Call:
@@ -130,10 +147,15 @@ class _Connection(asyncio.Protocol):
 class RespClient:
     """Commands to one Redis over one shared, pipelined connection, opened when first needed."""
 
-    def __init__(self, url: str, timeout: float) -> None:
-        """Talk to the Redis ``url`` names; wait at most ``timeout`` seconds for any answer."""
+    def __init__(self, url: str, timeout: float, on_connect: OnConnect | None = None) -> None:
+        """Talk to the Redis ``url`` names; wait at most ``timeout`` seconds for any answer.
+
+        ``on_connect`` runs on each new connection, after the handshake and before any call
+        uses it (see ``OnConnect``).
+        """
         self.address = parse_redis_url(url)
         self.timeout = timeout
+        self.on_connect = on_connect
         self._tls = ssl.create_default_context() if self.address.tls else None
         self._connection: _Connection | None = None
         self._connecting = asyncio.Lock()
@@ -147,11 +169,7 @@ class RespClient:
         connection = self._connection
         if connection is None or not connection.open:
             connection = await self._connect()
-        replies = await self._send(connection, commands)
-        for reply in replies:
-            if isinstance(reply, hiredis.ReplyError):
-                raise CacheRefused(str(reply))
-        return replies
+        return await self._checked(connection, commands)
 
     async def close(self) -> None:
         """Close the connection, if one is open."""
@@ -170,7 +188,11 @@ class RespClient:
             raise CacheUnavailable(f"Redis did not answer within {self.timeout} s") from None
 
     async def _connect(self) -> _Connection:
-        """Open the connection (one at a time), log in and select the database."""
+        """Open the connection (one at a time), log in, select the database, greet the server.
+
+        Nothing else is sent on the new connection until the handshake and ``on_connect`` are
+        done. Whatever interrupts them (an error, a timeout, a cancelled caller) closes it.
+        """
         async with self._connecting:
             if self._connection is not None and self._connection.open:
                 return self._connection  # opened while this call waited for the lock
@@ -184,20 +206,54 @@ class RespClient:
             except (OSError, TimeoutError) as exc:
                 where = f"{address.host}:{address.port}"
                 raise CacheUnavailable(f"cannot connect to Redis at {where}: {exc!r}") from exc
-            handshake: list[Command] = []
-            if address.password is not None:
-                user = (address.username,) if address.username else ()
-                handshake.append(("AUTH", *user, address.password))
-            if address.db:
-                handshake.append(("SELECT", address.db))
-            if handshake:
-                replies = await self._send(connection, handshake)
-                errors = [str(reply) for reply in replies if isinstance(reply, hiredis.ReplyError)]
-                if errors:
-                    connection.abort()
-                    raise CacheUnavailable(f"Redis refused the connection: {errors[0]}")
+            try:
+                run_id = await self._handshake(connection)
+                if self.on_connect is not None:
+                    await self.on_connect(run_id, lambda *c: self._checked(connection, c))
+            except BaseException:  # cancelled included: the socket must not be left open
+                connection.abort()
+                raise
             self._connection = connection
             return connection
+
+    async def _handshake(self, connection: _Connection) -> str:
+        """``AUTH`` and ``SELECT`` as the URL says, then ``INFO server``: return the run id.
+
+        Raise ``CacheUnavailable`` if the server refuses, or is older than ``MIN_VERSION``.
+        """
+        address = self.address
+        handshake: list[Command] = []
+        if address.password is not None:
+            user = (address.username,) if address.username else ()
+            handshake.append(("AUTH", *user, address.password))
+        if address.db:
+            handshake.append(("SELECT", address.db))
+        handshake.append(("INFO", "server"))
+        replies = await self._send(connection, handshake)
+        errors = [str(reply) for reply in replies if isinstance(reply, hiredis.ReplyError)]
+        if errors:
+            raise CacheUnavailable(f"Redis refused the connection: {errors[0]}")
+        info = dict(
+            line.partition(":")[::2] for line in replies[-1].decode().splitlines() if ":" in line
+        )
+        version = info.get("redis_version", "0")
+        if _version(version) < MIN_VERSION:
+            supported = ".".join(map(str, MIN_VERSION))
+            raise CacheUnavailable(f"Redis {version} is not supported: {supported} or later")
+        return str(info.get("run_id", ""))
+
+    async def _checked(self, connection: _Connection, commands: Sequence[Command]) -> list[Any]:
+        """``commands`` on ``connection``; an error reply raises ``CacheRefused``."""
+        replies = await self._send(connection, commands)
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise CacheRefused(str(reply))
+        return replies
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``"7.0.15"`` as ``(7, 0, 15)``; what is not a number counts as 0."""
+    return tuple(int(part) if part.isdigit() else 0 for part in text.split("."))
 
 
 def _pack(commands: Sequence[Command]) -> bytes:
