@@ -116,13 +116,26 @@ def _text(value: object) -> str:
     return str(value)
 
 
+GENERAL_LOG_LOCK = "posts-api:general-log"
+"""The MariaDB named lock (``GET_LOCK``) that blocks hold while they use the general log."""
+
+
 @contextmanager
 def general_log_on(server: MySQLServer) -> Iterator[None]:
     """Turn MariaDB's general log on (to its table) for the block, then restore it as it was.
 
-    If it was off and not writing to the table before, the rows it gathered are removed.
+    If it was off and not writing to the table before, the rows it gathered are removed. The
+    log is the server's, not a connection's: blocks in other processes (a second test run, the
+    benchmark) take turns under a named lock, so none turns it off under another, and none
+    leaves it on.
     """
     con = server.connect()
+    with con.cursor() as cur:
+        cur.execute("SELECT GET_LOCK(%s, %s)", (GENERAL_LOG_LOCK, 600))
+        row = cur.fetchone()
+        if row is None or row[0] != 1:
+            con.close()
+            raise TimeoutError("another process kept MariaDB's general log for 10 minutes")
     try:
         with con.cursor() as cur:
             cur.execute("SELECT @@global.general_log, @@global.log_output")
@@ -138,7 +151,7 @@ def general_log_on(server: MySQLServer) -> Iterator[None]:
             cur.execute("SET GLOBAL log_output = %s", (output,))
             if not was_on and "TABLE" not in output.upper():
                 cur.execute("TRUNCATE TABLE mysql.general_log")
-        con.close()
+        con.close()  # releases the lock
 
 
 def _verb(statement: str) -> str:
