@@ -4,7 +4,7 @@ Issue 8 measured one user with 400 posts of 1 MiB: the worker's RSS peaked at 1.
 Redis write of that list timed out and dropped every other user's cached list. Here a user gets
 300 posts of 1 MiB (written straight into the database, fast) and lists them through a real
 ``posts-api serve``, on SQLite + in-process cache, on MariaDB + Redis and on PostgreSQL + Redis
-(whose cursor runs inside a transaction). The server's peak RSS
+(read in keyset batches, each on a connection of its own). The server's peak RSS
 (``VmHWM``) must not grow by more than a small multiple of one batch, and another user's cached
 list must still be answered from the cache afterwards: their rows are changed behind the
 service's back, and the list must not show it.

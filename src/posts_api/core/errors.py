@@ -245,11 +245,10 @@ async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
-    # A driver error can escape SQLAlchemy unwrapped: asyncpg's server-side cursor fetches rows
-    # outside its error translation, so a connection killed under a list miss raises asyncpg's
-    # own error: one whose SQLSTATE tells a server that is away, or, when the kill lands
-    # between two protocol steps, asyncpg's client state error (the connection is unusable;
-    # the stream's clean-up drops it). Either is the usual 503, not a 500.
+    # A driver error can escape SQLAlchemy unwrapped (a statement on the driver's own
+    # connection whose error no translation caught): one whose SQLSTATE tells a server that is
+    # away, or, when a kill lands between two protocol steps, asyncpg's client state error (the
+    # connection is unusable and is dropped). Either is the usual 503, not a 500.
     if says_unavailable(exc) or isinstance(exc, PgClientStateError):
         return await _database_error(request, exc)
     return await _server_error(request, exc)
