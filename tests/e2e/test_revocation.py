@@ -144,6 +144,33 @@ async def test_revocation_while_redis_is_unreachable_holds_or_is_refused(
         await proxy.cut()
 
 
+async def test_a_refresh_token_that_is_not_live_is_a_401_while_redis_is_unreachable(
+    make_app: MakeApp, backend: str
+) -> None:
+    """Only a reuse revokes, so only a reuse needs the cache: with Redis cut, a refresh token
+    of an ended session is the usual 401 (no mark tried, no 503), while a reused one is a 503
+    that revoked nothing, and a live one still refreshes."""
+    shared_only(backend)
+    proxy = Proxy(REDIS_HOST, REDIS_PORT)
+    await proxy.restore()
+    try:
+        app = await make_app(cache_url=f"redis://127.0.0.1:{proxy.port}/{REDIS_DB_APP}")
+        ended, live = await sign_up(app), await sign_up(app)
+        assert (await app.post("/auth/logout", headers=ended.auth)).status_code == 204
+        spent = live.refresh_token
+        rotated = await app.post("/auth/refresh", json={"refresh_token": spent})
+        assert rotated.status_code == 200
+        await proxy.cut()
+        stale = await app.post("/auth/refresh", json={"refresh_token": ended.refresh_token})
+        assert (stale.status_code, stale.json()) == (401, {"detail": "Invalid refresh token"})
+        reused = await app.post("/auth/refresh", json={"refresh_token": spent})
+        assert reused.status_code == 503, reused.text
+        fresh = rotated.json()["refresh_token"]
+        assert (await app.post("/auth/refresh", json={"refresh_token": fresh})).status_code == 200
+    finally:
+        await proxy.cut()
+
+
 # Redis loses data -------------------------------------------------------------------------------
 
 

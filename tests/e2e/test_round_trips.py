@@ -58,6 +58,7 @@ class Ctx:
     spare: User
     unused: User
     other: User
+    spent_refresh: str
 
 
 Step = Callable[[httpx.AsyncClient, Ctx], Awaitable[httpx.Response]]
@@ -150,6 +151,14 @@ async def _refresh_forged(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
     return await c.post("/auth/refresh", json={"refresh_token": x.user.refresh_token + "x"})
 
 
+async def _refresh_reused(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.post("/auth/refresh", json={"refresh_token": x.spent_refresh})
+
+
+async def _refresh_ended(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
+    return await c.post("/auth/refresh", json={"refresh_token": x.other.refresh_token})
+
+
 async def _me(c: httpx.AsyncClient, x: Ctx) -> httpx.Response:
     return await c.get("/auth/me", headers=x.user.auth)
 
@@ -230,7 +239,11 @@ def expected(backend: str) -> dict[str, tuple[Step, int, list[str]]]:
         # The first request after the end reads the database, which caches "ended".
         "ended session": (_ended, 401, ["SELECT"]),
         "ended session (again)": (_ended, 401, []),
+        # A spent token: the failed spend, the SELECT that tells reuse, the revocation.
+        "refresh (reused)": (_refresh_reused, 401, ["UPDATE", "SELECT", "UPDATE"]),
         "logout-all": (_logout_all, 204, ["UPDATE"]),
+        # A token of an ended session: the failed spend and the SELECT; nothing to revoke.
+        "refresh (ended session)": (_refresh_ended, 401, ["UPDATE", "SELECT"]),
         # The session check's SELECT first: the logout above ended another of this user's.
         "password": (
             _password,
@@ -259,7 +272,10 @@ async def run_all(
     other = await sign_up(client)
     for warm in (spare, other):  # their sessions are now cached
         assert (await client.get("/auth/me", headers=warm.auth)).status_code == 200
-    ctx = Ctx(user, post_id["post_id"], spare, unused, other)
+    # The unused session's first refresh token, spent: presenting it again is reuse.
+    spend = await client.post("/auth/refresh", json={"refresh_token": unused.refresh_token})
+    assert spend.status_code == 200
+    ctx = Ctx(user, post_id["post_id"], spare, unused, other, unused.refresh_token)
     results = {}
     for name, (step, status, statements) in expected(backend).items():
         async with observe(name) as seen:

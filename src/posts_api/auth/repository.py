@@ -169,6 +169,21 @@ class SessionRepository:
         )
         return (await execute_dml(self.session, stmt)).rowcount == 1
 
+    async def was_spent(self, *, session_id: str, user_id: int, counter: int) -> bool:
+        """Whether refresh token ``counter`` of a live session was already spent (reuse).
+
+        One SELECT. A "no" is final (counters only go up; a revoked session stays revoked), so a
+        refresh that fails for another reason (expired, revoked, unknown) can answer without
+        touching anything; a "yes" is settled by ``revoke_if_spent``.
+        """
+        stmt = select(UserSession.id).where(
+            UserSession.id == session_id,
+            UserSession.user_id == user_id,
+            UserSession.refresh_counter > counter,
+            UserSession.revoked_at.is_(None),
+        )
+        return (await self.session.execute(stmt)).first() is not None
+
     async def revoke_if_spent(
         self, *, session_id: str, user_id: int, counter: int, now: dt.datetime
     ) -> bool:

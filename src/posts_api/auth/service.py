@@ -149,10 +149,11 @@ class AuthService:
         """Spend a refresh token and return the session's next tokens (one UPDATE on success).
 
         A token that fails its MAC costs no database round trip. A genuine token that cannot be
-        spent costs one more UPDATE, which revokes the session if the token was already spent
-        (reuse, or the loser of a race: both present a spent token). Raises
+        spent costs one SELECT more, which tells whether it was already spent (reuse, or the
+        loser of a race: both present a spent token); only then is the session revoked (one
+        UPDATE), marked in the cache first like every revocation. Raises
         ``InvalidRefreshToken`` for every failure, ``CacheUnavailable`` (nothing revoked) when
-        that revocation could not be made to hold on every host.
+        a reuse's revocation could not be made to hold on every host.
         """
         try:
             claim = self.refresh_tokens.verify(refresh_token)
@@ -170,10 +171,14 @@ class AuthService:
                 refresh_expires_at=now + self.refresh_lifetime,
             ):
                 return self._tokens_for(uid, sid, counter=counter + 1)
-            async with self.session_check.ending(user_id=uid):  # it may revoke: mark first
-                reused = await repo.revoke_if_spent(
-                    session_id=sid, user_id=uid, counter=counter, now=now
-                )
+            # Expired, revoked or unknown: the same 401, with nothing to revoke or mark.
+            if not await repo.was_spent(session_id=sid, user_id=uid, counter=counter):
+                raise InvalidRefreshToken()
+        # Reuse: a revocation, which must hold on every host (marked first) or be refused.
+        async with self.session_check.ending(user_id=uid), self.sessions() as session:
+            reused = await SessionRepository(session).revoke_if_spent(
+                session_id=sid, user_id=uid, counter=counter, now=now
+            )
         if reused:
             self._reuse_detected(claim.user_id, claim.session_id)
         raise InvalidRefreshToken()
