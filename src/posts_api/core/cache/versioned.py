@@ -138,15 +138,14 @@ class VersionedEntries(FailSoft):
         """Mark ``groups`` as being changed for the duration of the block (the database write).
 
         Raises ``CacheUnavailable`` before the block runs when the marks cannot be set (the
-        cache is unreachable, refuses, or is being bypassed): the caller must then change
-        nothing. On the way out, however the block ends (an error, a cancellation), each group
-        gets a fresh version, best effort: an unended mark expires after ``MARK_SECONDS``. A
-        block that raises one of ``unchanged_by`` (errors that say nothing was written) puts
-        the previous version back instead, when no other change overlapped: the entries
-        cached under it stay valid.
+        cache is unreachable or refuses): the caller must then change nothing. The marks are
+        tried even while reads bypass the cache after an error: a cache that answers again
+        takes the change at once, before the healer's next poll. On the way out, however the
+        block ends (an error, a cancellation), each group gets a fresh version, best effort: an
+        unended mark expires after ``MARK_SECONDS``. A block that raises one of
+        ``unchanged_by`` (errors that say nothing was written) puts the previous version back
+        instead, when no other change overlapped: the entries cached under it stay valid.
         """
-        if not self.available:
-            raise CacheUnavailable("the cache is being bypassed after an error")
         token = new_token()
         keys = [self._version_key(group) for group in groups]
         try:
@@ -164,7 +163,15 @@ class VersionedEntries(FailSoft):
             raise
         finally:
             with anyio.CancelScope(shield=True):  # a cancelled request still ends its marks
-                await self._attempt(lambda: self.backend.unmark(self._ends(change, groups)), None)
+                await self._unmark(change, groups)
+
+    async def _unmark(self, change: Change, groups: Sequence[str]) -> None:
+        """End the change's marks, straight on the backend: also while reads bypass it (the
+        marks went through, so leaving them to expire would only keep the groups uncached)."""
+        try:
+            await self.backend.unmark(self._ends(change, groups))
+        except (CacheUnavailable, CacheRefused) as exc:
+            self._failed(exc)
 
     def _ends(self, change: Change, groups: Sequence[str]) -> list[Unmark]:
         """The ``Unmark`` of each group: a fresh version, and the seed if there is one."""
