@@ -6,6 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from posts_api.posts.repository import PostRepository, StoredPost
 from tests.e2e.test_posts import create
 from tests.support import MakeApp, StatementLog, User, sign_up
 
@@ -186,3 +187,29 @@ async def test_a_page_above_the_cap_is_streamed_with_its_link(
     link = f'</posts?limit={limit}&after={expected[-1]}>; rel="next"' if more else None
     assert resp.headers.get("link") == link
     assert await walk(client, user, 4) == [mine[0:4], mine[4:8], mine[8:]]  # streamed pages too
+
+
+async def test_a_long_post_deleted_under_a_page_read_leaves_the_page_full_with_its_link(
+    make_app: MakeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long text is read on its own after its batch; deleted in between, it is skipped, and
+    the page still holds ``limit`` posts and says that more follow (the next one takes its
+    place), instead of ending short without a Link."""
+    client = await make_app()
+    user = await sign_up(client)
+    long_id = await create(client, user, "L" * 10_000)
+    rest = [await create(client, user, f"s{i}") for i in range(3)]
+    read_alone = PostRepository.get_owned
+
+    async def deleted_first(
+        self: PostRepository, *, user_id: int, post_id: int
+    ) -> StoredPost | None:
+        if post_id == long_id:  # a racing DELETE lands between the batch and this read
+            gone = await client.delete(f"/posts/post/{post_id}", headers=user.auth)
+            assert gone.status_code == 204
+        return await read_alone(self, user_id=user_id, post_id=post_id)
+
+    monkeypatch.setattr(PostRepository, "get_owned", deleted_first)
+    resp = await client.get("/posts?limit=2", headers=user.auth)
+    assert [post["post_id"] for post in resp.json()] == rest[:2]
+    assert resp.headers.get("link") == f'</posts?limit=2&after={rest[1]}>; rel="next"'

@@ -210,19 +210,19 @@ class PostService:
                 )
             for listed in batch:
                 if listed.text is not None:
-                    yield StoredPost(listed.post_id, listed.text, *listed[2:])
-                    continue
-                async with self.lists.connect() as connection:  # a long text: read alone
-                    post = await PostRepository(connection).get_owned(
-                        user_id=user_id, post_id=listed.post_id
-                    )
-                if post is not None:  # else deleted since the batch was read
+                    post: StoredPost | None = StoredPost(listed.post_id, listed.text, *listed[2:])
+                else:
+                    async with self.lists.connect() as connection:  # a long text: read alone
+                        post = await PostRepository(connection).get_owned(
+                            user_id=user_id, post_id=listed.post_id
+                        )
+                if post is not None:  # else deleted since the batch was read: not counted
                     yield post
+                    if count is not None:
+                        count -= 1
             if len(batch) < want:
                 return
             after = batch[-1].post_id
-            if count is not None:
-                count -= len(batch)
 
     async def get_post(self, *, user_id: int, post_id: int) -> PostOut:
         """Return one of the user's posts (one SELECT). Raises ``PostNotFound``."""

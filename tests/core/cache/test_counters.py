@@ -68,6 +68,25 @@ async def test_a_counter_without_expiry_gets_one() -> None:
         await cache.close()
 
 
+async def test_a_window_about_to_end_says_one_second_not_the_whole_window() -> None:
+    """Redis rounds TTL: with under half a second left it reads 0. The seconds left (the
+    429's Retry-After) must then be 1, not a fresh window's 900."""
+    cache = Cache(RedisBackend(f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB_APP}"))
+    admin = redis_py.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB_APP)
+    try:
+        for _ in range(5):  # a stall past the key's end makes a new window: try again
+            admin.set(cache._counter("ending"), 4, px=490)
+            tally = await cache.count(["ending"], window=900)
+            if tally.values == [5]:
+                break
+            admin.delete(cache._counter("ending"))
+        assert tally.values == [5]
+        assert tally.seconds_left == [1]
+    finally:
+        admin.close()
+        await cache.close()
+
+
 async def test_counted_in_the_process_while_redis_is_unreachable() -> None:
     """Unreachable: counting goes on in the process (degraded, never open), and what is taken
     back is taken from there."""

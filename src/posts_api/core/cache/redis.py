@@ -149,7 +149,8 @@ class RedisBackend:
         ]
         if endless:
             await self._client.execute(*endless)
-        return [(value, ttl if ttl > 0 else window) for value, ttl in counted]
+        # TTL rounds: under half a second left reads 0, and the answer must still say 1.
+        return [(value, window if ttl < 0 else max(ttl, 1)) for value, ttl in counted]
 
     async def uncount(self, keys: Sequence[str], clear: Sequence[str]) -> None:
         """A decrement-if-positive script per key and ``DEL`` of ``clear``: one round trip.

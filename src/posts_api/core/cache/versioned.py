@@ -166,8 +166,10 @@ class VersionedEntries(FailSoft):
                 await self._unmark(change, groups)
 
     async def _unmark(self, change: Change, groups: Sequence[str]) -> None:
-        """End the change's marks, straight on the backend: also while reads bypass it (the
-        marks went through, so leaving them to expire would only keep the groups uncached)."""
+        """End the change's marks, straight on the backend, also while reads bypass it.
+
+        The marks went through: left to expire, they would only keep the groups uncached.
+        """
         try:
             await self.backend.unmark(self._ends(change, groups))
         except (CacheUnavailable, CacheRefused) as exc:
