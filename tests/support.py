@@ -183,6 +183,29 @@ def drop_pg_database(name: str) -> None:
     pg_rows(PG_ADMIN_DATABASE, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+class LocalServer:
+    """A TCP server of the test's own on a free local port: a fake peer, or a proxy that
+    records. Subclasses say what a connection gets (``_handle``)."""
+
+    def __init__(self) -> None:
+        """Not listening yet: ``start()``."""
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Listen on a free local port."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening (open connections end with their client)."""
+        if self._server is not None:
+            self._server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
 class DatabaseServer:
     """A kind of database server the suite runs against (``mysql``, ``postgres``).
@@ -398,3 +421,16 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
         return self.proc.returncode
+
+    def __enter__(self) -> Server:
+        """Wait until it serves (``with Server(...) as server:``), stopping it if it never does."""
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """Stop it."""
+        self.stop()

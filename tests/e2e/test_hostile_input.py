@@ -236,12 +236,8 @@ def served(tmp_path: Path) -> Iterator[Server]:
         FORWARDED_ALLOW_IPS="127.0.0.1",
         **FAST_HASHING_ENV,
     )
-    server = Server(tmp_path, env)
-    try:
-        server.wait_ready()
+    with Server(tmp_path, env) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def raw_status(port: int, request: bytes) -> int | None:

@@ -274,12 +274,8 @@ def served(migrated: dict[str, Any], tmp_path: Path) -> Iterator[Server]:
     env = cli_env(
         DATABASE_URL=migrated["database_url"], CACHE_URL=migrated["cache_url"], SECRET_KEY=SECRET
     )
-    server = Server(tmp_path, env)
-    try:
-        server.wait_ready()
+    with Server(tmp_path, env) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_over_a_real_server_chunked_bodies_are_413_on_routes_that_read_none(

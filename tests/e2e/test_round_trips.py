@@ -27,6 +27,7 @@ from tests.support import (
     PASSWORD,
     PG_HOST,
     PG_PORT,
+    LocalServer,
     MakeApp,
     StatementLog,
     User,
@@ -383,7 +384,7 @@ async def test_cache_round_trips(
         cache.backend = counting.backend
 
 
-class PgMessages:
+class PgMessages(LocalServer):
     """A proxy to PostgreSQL that records the type of every message the client sends.
 
     After start-up, each frontend message is one type byte and a length: ``Q`` a simple query
@@ -393,19 +394,8 @@ class PgMessages:
 
     def __init__(self) -> None:
         """Record nothing yet; ``start()`` listens."""
+        super().__init__()
         self.sent: list[str] = []
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        """Listen on a free local port."""
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Stop listening (open connections end with their client)."""
-        if self._server is not None:
-            self._server.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(PG_HOST, PG_PORT)

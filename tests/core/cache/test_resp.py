@@ -15,7 +15,7 @@ import redis
 from posts_api.core.cache.errors import CacheRefused, CacheUnavailable
 from posts_api.core.cache.resp import Execute, RespClient
 from tests.reliability.helpers import private_redis
-from tests.support import REDIS_DB_APP, flush_redis, redis_url
+from tests.support import REDIS_DB_APP, LocalServer, flush_redis, redis_url
 
 
 @pytest.fixture
@@ -114,26 +114,15 @@ async def test_nothing_listening_is_unavailable() -> None:
     await client.close()
 
 
-class SilentServer:
+class SilentServer(LocalServer):
     """A TCP server that reads what a client sends and never answers: a Redis that hangs in
     the middle of the handshake. ``closed`` is set once the client's socket is closed."""
 
     def __init__(self) -> None:
         """Not listening yet: ``start()``."""
+        super().__init__()
         self.received = asyncio.Event()
         self.closed = asyncio.Event()
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        """Listen on a free local port."""
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Stop listening."""
-        if self._server is not None:
-            self._server.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if await reader.read(65536):
