@@ -43,14 +43,21 @@ async def delete_account(client: httpx.AsyncClient, user: User) -> httpx.Respons
 
 
 async def race(client: AppClient, change: Change, expected: int) -> list[httpx.Response]:
-    """One round: a fresh user, the change, and old-password logins sent all along it.
+    """One round: a fresh user, old-password logins, and the change started once the first of
+    them is answered, the logins going on all along it (so some land before, on a loaded
+    machine too, and the rest race it).
 
     Returns the logins' answers; checks the change's.
     """
     user = await sign_up(client)
     login = {"email": user.email, "password": PASSWORD}
+    first = asyncio.ensure_future(client.post("/auth/login", json=login))
+    logins: list[asyncio.Future[httpx.Response]] = [first]
+    while not first.done():  # once logins are being answered, the change starts among them
+        if len(logins) < LOGINS_DURING // 2:
+            logins.append(asyncio.ensure_future(client.post("/auth/login", json=login)))
+        await asyncio.sleep(0.002)
     changing = asyncio.ensure_future(change(client, user))
-    logins: list[asyncio.Future[httpx.Response]] = []
     after = 0
     while after < LOGINS_AFTER:
         if len(logins) < LOGINS_DURING or changing.done():

@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     mem_cache_max_bytes: Annotated[int, Field(ge=1_048_576)] = 64 * 1_048_576
     db_pool_size: PositiveInt = 10
     db_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+    cache_timeout_seconds: Annotated[float, Field(gt=0, le=30)] = 1.0
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     refresh_token_expire_days: PositiveInt = 30
     posts_page_max: Annotated[int, Field(ge=1, le=1_000_000)] = 1000

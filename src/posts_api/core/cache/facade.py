@@ -20,5 +20,5 @@ class Cache(VersionedEntries, Counters):
 def create_cache(settings: Settings) -> Cache:
     """Build the ``Cache`` that ``settings.cache_url`` names."""
     if settings.shared_cache:
-        return Cache(RedisBackend(settings.cache_url))
+        return Cache(RedisBackend(settings.cache_url, timeout=settings.cache_timeout_seconds))
     return Cache(MemoryBackend(settings.mem_cache_max_bytes))
