@@ -20,13 +20,14 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from posts_api.auth.repository import SessionRepository, UserRepository
 from posts_api.auth.schemas import AccountOut, CredentialsIn, PasswordChangeIn, TokenOut
 from posts_api.auth.sessions import SessionCheck
 from posts_api.auth.throttle import LoginThrottle
-from posts_api.core.db import transaction, utcnow
+from posts_api.core.db import is_deadlock, transaction, utcnow
 from posts_api.core.errors import Conflict, Forbidden, Unauthorized, UserGone
 from posts_api.core.security import InvalidToken, PasswordHasher, RefreshCodec, TokenCodec
 from posts_api.ops import metrics
@@ -204,10 +205,19 @@ class AuthService:
     async def log_out_everywhere(self, *, user_id: int) -> None:
         """End every session of the user (one UPDATE).
 
-        Raises ``CacheUnavailable`` (nothing ended) when that could not hold on every host.
+        A password change running at the same time locks the same rows in another order: on
+        MariaDB the UPDATE may be the deadlock's victim, rolled back whole, and is then run
+        again (at most three times). Raises ``CacheUnavailable`` (nothing ended) when that
+        could not hold on every host.
         """
-        async with self.session_check.ending(user_id=user_id), self.sessions() as session:
-            await SessionRepository(session).revoke_all(user_id=user_id, now=utcnow())
+        for attempt in range(3):
+            try:
+                async with self.session_check.ending(user_id=user_id), self.sessions() as session:
+                    await SessionRepository(session).revoke_all(user_id=user_id, now=utcnow())
+                return
+            except DBAPIError as exc:
+                if attempt == 2 or not is_deadlock(exc):
+                    raise
 
     async def get_account(self, *, user_id: int) -> AccountOut:
         """The caller's account as stored (one SELECT). Raises ``UserGone``."""

@@ -40,6 +40,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -229,6 +230,22 @@ async def execute_dml(session: AsyncSession, statement: Executable) -> CursorRes
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that connect lazily (a cache hit never touches the pool) and keep loaded values."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+# The database rolled a statement back to break a deadlock (or a serialization conflict): the
+# statement changed nothing and may be run again. MySQL/MariaDB say so with error 1213,
+# PostgreSQL with SQLSTATE 40P01 (or 40001).
+DEADLOCK_SQLSTATES = ("40001", "40P01")
+MYSQL_DEADLOCK = 1213
+
+
+def is_deadlock(exc: DBAPIError) -> bool:
+    """True when ``exc`` says the statement lost a deadlock and was rolled back whole."""
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in DEADLOCK_SQLSTATES:
+        return True
+    args: tuple[object, ...] = getattr(orig, "args", ())
+    return bool(args) and args[0] == MYSQL_DEADLOCK
 
 
 @contextlib.asynccontextmanager
